@@ -1,0 +1,10 @@
+"""`magnet-eval data`: (being built)."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.callback()
+def _group() -> None:
+    """data commands."""
