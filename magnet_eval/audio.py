@@ -1,0 +1,153 @@
+"""All audio I/O of the toolkit: read, write, resample, downmix, loudness-normalise, validate.
+
+One resampler for everything (torchaudio.functional.resample, windowed sinc, Hann window,
+lowpass_filter_width 6, rolloff 0.99): metric values move with the resampling method
+(audioldm_eval measured FD shifts of up to +-30), so it is fixed here and named in the README.
+Files are read with soundfile (torchaudio's own loaders need TorchCodec, which is absent).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import soundfile as sf
+
+from .errors import AudioError
+
+ArrayLike = Union[np.ndarray, "torch.Tensor"]  # noqa: F821
+
+RESAMPLER = "torchaudio.functional.resample(sinc_interp_hann, lowpass_filter_width=6, rolloff=0.99)"
+
+
+def _as_numpy(wav: ArrayLike) -> np.ndarray:
+    if hasattr(wav, "detach"):
+        wav = wav.detach().cpu().float().numpy()
+    return np.asarray(wav, dtype=np.float32)
+
+
+def check_finite(wav: ArrayLike, what: str) -> None:
+    """Raise AudioError when `wav` is empty or holds NaN/inf samples (`what` names the source)."""
+    arr = _as_numpy(wav)
+    if arr.size == 0 or arr.shape[-1] == 0:
+        raise AudioError(f"{what}: audio is empty (zero samples)")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = int(np.argwhere(bad.reshape(-1))[0][0])
+        raise AudioError(f"{what}: audio holds {int(bad.sum())} NaN/inf samples (first at flat index {first})")
+
+
+def to_mono(wav: ArrayLike) -> np.ndarray:
+    """Average channels: [channels, samples] -> [samples]; a 1-D signal is returned unchanged."""
+    arr = _as_numpy(wav)
+    if arr.ndim == 1:
+        return arr
+    if arr.ndim != 2:
+        raise AudioError(f"expected [channels, samples] or [samples], got shape {arr.shape}")
+    return arr.mean(axis=0).astype(np.float32)
+
+
+def resample(wav: ArrayLike, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample along the last axis with the toolkit's one resampler; a no-op when rates match."""
+    arr = _as_numpy(wav)
+    if sr_in <= 0 or sr_out <= 0:
+        raise AudioError(f"invalid sample rates {sr_in} -> {sr_out}")
+    if sr_in == sr_out:
+        return arr
+    import torch
+    import torchaudio.functional as AF
+
+    g = math.gcd(int(sr_in), int(sr_out))
+    out = AF.resample(torch.from_numpy(np.ascontiguousarray(arr)), sr_in // g, sr_out // g,
+                      lowpass_filter_width=6, rolloff=0.99, resampling_method="sinc_interp_hann")
+    return out.numpy().astype(np.float32)
+
+
+def load_audio(path: Union[str, Path], sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
+    """Read an audio file as float32: [samples] if mono else [channels, samples].
+
+    A file at another rate than `sr` is resampled (never silently misread); corrupt, empty,
+    zero-length and non-finite audio raise AudioError naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: audio file does not exist")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: audio file is empty (0 bytes)")
+    try:
+        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError on bad files
+        raise AudioError(f"{path}: cannot decode audio ({exc})") from exc
+    wav = data.T  # [channels, samples]
+    check_finite(wav, str(path))
+    if mono:
+        wav = to_mono(wav)
+    if sr is not None and sr != file_sr:
+        wav = resample(wav, file_sr, sr)
+        file_sr = sr
+    return np.ascontiguousarray(wav, dtype=np.float32), int(file_sr)
+
+
+def save_audio(path: Union[str, Path], wav: ArrayLike, sr: int) -> Path:
+    """Write 16-bit PCM wav ([samples] or [channels, samples]), clipping to [-1, 1]; atomic (temp + rename)."""
+    path = Path(path)
+    arr = _as_numpy(wav)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    check_finite(arr, f"audio to be written to {path}")
+    arr = np.clip(arr, -1.0, 1.0)
+    data = arr.T if arr.ndim == 2 else arr
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    sf.write(str(tmp), data, int(sr), subtype="PCM_16", format="WAV")
+    tmp.replace(path)
+    return path
+
+
+def rms_db(wav: ArrayLike) -> float:
+    arr = _as_numpy(wav)
+    rms = float(np.sqrt(np.mean(np.square(arr, dtype=np.float64)))) if arr.size else 0.0
+    return 20.0 * math.log10(max(rms, 1e-10))
+
+
+def loudness_db(wav: ArrayLike, sr: int) -> float:
+    """Integrated loudness (ITU-R BS.1770, LUFS) of a mono or [channels, samples] signal.
+
+    Clips shorter than one 400 ms gating block fall back to plain RMS in dB.
+    """
+    arr = _as_numpy(wav)
+    if arr.shape[-1] < int(0.4 * sr):
+        return rms_db(arr)
+    import torch
+    import torchaudio.transforms as AT
+
+    x = torch.from_numpy(np.ascontiguousarray(arr if arr.ndim == 2 else arr[None]))
+    value = float(AT.Loudness(sr)(x).item())
+    return value if math.isfinite(value) else rms_db(arr)
+
+
+def loudness_normalize(wav: ArrayLike, sr: int, headroom_db: float = 14.0, energy_floor: float = 2e-3) -> np.ndarray:
+    """Scale to -headroom_db LUFS as audiocraft does before its metrics (loudness strategy, 14 dB).
+
+    Same steps as audiocraft's `normalize_loudness`: near-silent clips (RMS below
+    `energy_floor`) are returned unchanged instead of amplifying noise; otherwise the gain
+    brings the BS.1770 loudness to -headroom_db. The result is clipped to [-1, 1].
+    """
+    arr = _as_numpy(wav)
+    check_finite(arr, "audio to normalise")
+    rms = float(np.sqrt(np.mean(np.square(arr, dtype=np.float64))))
+    if rms < energy_floor:
+        return arr.copy()
+    gain = 10.0 ** ((-headroom_db - loudness_db(arr, sr)) / 20.0)
+    return np.clip(arr * gain, -1.0, 1.0).astype(np.float32)
+
+
+def fit_length(wav: np.ndarray, n_samples: int) -> np.ndarray:
+    """Trim or zero-pad the last axis to exactly `n_samples`."""
+    cur = wav.shape[-1]
+    if cur >= n_samples:
+        return wav[..., :n_samples]
+    pad = [(0, 0)] * (wav.ndim - 1) + [(0, n_samples - cur)]
+    return np.pad(wav, pad)

@@ -1,0 +1,386 @@
+"""The one manifest type of the toolkit (id, caption, audio path, duration, labels, stems) and its readers.
+
+A manifest is what every command exchanges: prompts for generation, reference audio for
+metrics, the rendered corpus for training. On disk it is JSON Lines, one entry per line, with
+audio paths relative to the manifest's folder so that a folder can be moved as a whole.
+Readers for the field's caption files (MusicCaps, AudioCaps) turn them into manifests and
+report the rows whose audio is missing instead of failing.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+from .errors import ManifestError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif")
+
+
+@dataclass
+class ManifestEntry:
+    """One clip or prompt. `audio_path` and `stems` are absolute in memory."""
+
+    id: str
+    caption: str = ""
+    audio_path: Optional[str] = None
+    duration: Optional[float] = None
+    labels: dict = field(default_factory=dict)
+    stems: dict = field(default_factory=dict)
+
+    def to_json(self, base: Path | None = None) -> dict:
+        """A JSON-ready dict; paths made relative to `base` when they lie under it."""
+        d = asdict(self)
+
+        def rel(p: Optional[str]) -> Optional[str]:
+            if p is None or base is None:
+                return p
+            try:
+                return os.path.relpath(p, base)
+            except ValueError:  # another drive
+                return p
+
+        d["audio_path"] = rel(self.audio_path)
+        d["stems"] = {k: rel(v) for k, v in self.stems.items()}
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict, base: Path | None = None) -> "ManifestEntry":
+        def absolute(p: Optional[str]) -> Optional[str]:
+            if p is None or os.path.isabs(p) or base is None:
+                return p
+            return str((base / p).resolve())
+
+        if "id" not in d:
+            raise ManifestError("entry has no 'id'")
+        return cls(
+            id=str(d["id"]),
+            caption=str(d.get("caption") or ""),
+            audio_path=absolute(d.get("audio_path")),
+            duration=None if d.get("duration") is None else float(d["duration"]),
+            labels=dict(d.get("labels") or {}),
+            stems={k: absolute(v) for k, v in (d.get("stems") or {}).items()},
+        )
+
+
+class Manifest:
+    """An ordered collection of entries with unique ids."""
+
+    def __init__(self, entries: Iterable[ManifestEntry] = (), source: str | None = None):
+        self.entries: list[ManifestEntry] = list(entries)
+        self.source = source
+        self._index: dict[str, int] = {}
+        for i, e in enumerate(self.entries):
+            if e.id in self._index:
+                raise ManifestError(f"duplicate id {e.id!r} in manifest{' ' + source if source else ''}")
+            self._index[e.id] = i
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[ManifestEntry]:
+        return iter(self.entries)
+
+    def __getitem__(self, i: int) -> ManifestEntry:
+        return self.entries[i]
+
+    def ids(self) -> list[str]:
+        return [e.id for e in self.entries]
+
+    def by_id(self, id: str) -> ManifestEntry:
+        try:
+            return self.entries[self._index[id]]
+        except KeyError:
+            raise ManifestError(f"id {id!r} is not in the manifest{' ' + self.source if self.source else ''}") from None
+
+    def __contains__(self, id: str) -> bool:
+        return id in self._index
+
+    def with_audio(self) -> "Manifest":
+        """Entries whose audio file exists."""
+        return Manifest([e for e in self.entries if e.audio_path and os.path.exists(e.audio_path)], self.source)
+
+    def missing_audio(self) -> list[ManifestEntry]:
+        return [e for e in self.entries if not (e.audio_path and os.path.exists(e.audio_path))]
+
+    def filter(self, predicate) -> "Manifest":
+        return Manifest([e for e in self.entries if predicate(e)], self.source)
+
+    def split(self, name: str) -> "Manifest":
+        """Entries with labels['split'] == name (train / valid / test)."""
+        return self.filter(lambda e: e.labels.get("split") == name)
+
+    def validate(self) -> None:
+        """Raise ManifestError listing every entry whose audio (or a stem) is missing."""
+        problems = []
+        for e in self.entries:
+            if not e.audio_path:
+                problems.append(f"{e.id}: no audio_path")
+            elif not os.path.exists(e.audio_path):
+                problems.append(f"{e.id}: {e.audio_path} does not exist")
+            for name, p in e.stems.items():
+                if not os.path.exists(p):
+                    problems.append(f"{e.id}: stem {name} {p} does not exist")
+        if problems:
+            shown = "\n  ".join(problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise ManifestError(
+                f"manifest{' ' + self.source if self.source else ''} does not match its files "
+                f"({len(problems)} problems):\n  {shown}{more}"
+            )
+
+    def write(self, path: str | Path) -> Path:
+        """Write JSONL atomically, paths relative to the manifest's folder."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        base = path.parent.resolve()
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for e in self.entries:
+                f.write(json.dumps(e.to_json(base), ensure_ascii=False) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Manifest":
+        """Read a JSONL manifest; a malformed line raises ManifestError with its line number."""
+        path = Path(path)
+        if not path.is_file():
+            raise ManifestError(f"{path}: manifest file does not exist")
+        base = path.parent.resolve()
+        entries = []
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    d = json.loads(line)
+                    if not isinstance(d, dict):
+                        raise ValueError("not a JSON object")
+                    entries.append(ManifestEntry.from_json(d, base))
+                except (ValueError, ManifestError) as exc:
+                    raise ManifestError(f"{path}:{lineno}: malformed manifest line ({exc})") from exc
+        if not entries:
+            raise ManifestError(f"{path}: manifest is empty")
+        return cls(entries, source=str(path))
+
+    @classmethod
+    def from_dir(cls, folder: str | Path) -> "Manifest":
+        """Every audio file in a folder (not recursive), ids = file stems, no captions."""
+        folder = Path(folder)
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
+        if not files:
+            raise ManifestError(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
+        return cls([ManifestEntry(id=p.stem, audio_path=str(p.resolve())) for p in files], source=str(folder))
+
+
+def read_any(path: str | Path) -> Manifest:
+    """A .jsonl manifest, or a folder (its manifest.jsonl if present, else its audio files)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "manifest.jsonl").is_file():
+            return Manifest.read(path / "manifest.jsonl")
+        return Manifest.from_dir(path)
+    if path.suffix == ".jsonl":
+        return Manifest.read(path)
+    if not path.exists():
+        raise ManifestError(f"{path}: no such manifest file or folder")
+    raise ManifestError(f"{path}: expected a .jsonl manifest or a folder of audio files")
+
+
+# ----------------------------------------------------------------------------- caption readers
+
+
+def _read_csv(path: Path, required: list[str]) -> list[dict]:
+    if not path.is_file():
+        raise ManifestError(f"{path}: caption file does not exist")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise ManifestError(f"{path}: missing columns {missing}; found {columns}")
+        rows = list(reader)
+    if not rows:
+        raise ManifestError(f"{path}: no rows")
+    return rows
+
+
+def _index_audio(audio_dir: Path | None) -> dict[str, Path]:
+    """Map file stem (and the stem without a leading 'Y', AudioSet style) -> path."""
+    if audio_dir is None:
+        return {}
+    if not audio_dir.is_dir():
+        raise ManifestError(f"{audio_dir}: audio folder does not exist")
+    index: dict[str, Path] = {}
+    for root, _dirs, files in os.walk(audio_dir):
+        for name in files:
+            p = Path(root) / name
+            if p.suffix.lower() in AUDIO_EXTENSIONS and not name.startswith("."):
+                index.setdefault(p.stem, p)
+    return index
+
+
+def _num_variants(x: str) -> list[str]:
+    """'30' -> ['30', '30.0', '30.000', '30000']: the spellings downloaders use for segment bounds."""
+    try:
+        v = float(x)
+    except ValueError:
+        return [x]
+    out = [x, f"{v:g}", f"{v:.1f}", f"{v:.3f}", f"{int(round(v * 1000))}"]
+    if v == int(v):
+        out.append(str(int(v)))
+    return list(dict.fromkeys(out))
+
+
+def _segment_names(vid: str, start: str, end: str | None) -> list[str]:
+    names = [vid, f"Y{vid}"]
+    for s in _num_variants(start):
+        if end is None:
+            names += [f"{vid}_{s}", f"{vid}-{s}", f"Y{vid}_{s}"]
+            continue
+        for e in _num_variants(end):
+            names += [f"{vid}_{s}-{e}", f"{vid}_{s}_{e}", f"{vid}-{s}-{e}", f"[{vid}]-[{s}-{e}]", f"Y{vid}_{s}_{e}", f"Y{vid}_{s}-{e}"]
+    return names
+
+
+def _find(index: dict[str, Path], names: list[str]) -> Path | None:
+    for n in names:
+        if n in index:
+            return index[n]
+    return None
+
+
+@dataclass
+class ReadResult:
+    """A manifest made from a caption file, and the rows whose audio was not found."""
+
+    manifest: Manifest
+    missing: list[str]  # ids without audio (empty when no audio folder was given)
+    n_rows: int
+
+
+def _parse_list(text: str) -> list:
+    text = (text or "").strip()
+    if not text:
+        return []
+    try:
+        value = ast.literal_eval(text)
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+    except (ValueError, SyntaxError):
+        return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _truthy(x: str) -> bool:
+    return str(x).strip().lower() in {"true", "1", "yes"}
+
+
+MUSICCAPS_COLUMNS = ["ytid", "start_s", "end_s", "audioset_positive_labels", "aspect_list", "caption",
+                     "author_id", "is_balanced_subset", "is_audioset_eval"]
+
+
+def read_musiccaps(csv_path: str | Path, audio_dir: str | Path | None = None) -> ReadResult:
+    """MusicCaps `musiccaps-public.csv` (extra columns kept in labels) + an optional folder of clips.
+
+    Files may be named by ytid alone or with the segment bounds (`{ytid}_{start}-{end}`,
+    `[{ytid}]-[{start}-{end}]`, ...). Rows whose audio is not found are listed in `missing`.
+    """
+    csv_path = Path(csv_path)
+    rows = _read_csv(csv_path, MUSICCAPS_COLUMNS)
+    index = _index_audio(Path(audio_dir) if audio_dir else None)
+    entries, missing = [], []
+    for i, row in enumerate(rows):
+        ytid = (row.get("ytid") or "").strip()
+        if not ytid:
+            raise ManifestError(f"{csv_path}: row {i + 2} has an empty ytid")
+        try:
+            start, end = float(row["start_s"]), float(row["end_s"])
+        except ValueError as exc:
+            raise ManifestError(f"{csv_path}: row {i + 2} ({ytid}) has non-numeric bounds") from exc
+        audio = _find(index, _segment_names(ytid, row["start_s"], row["end_s"])) if index else None
+        if audio_dir and audio is None:
+            missing.append(ytid)
+        extra = {k: v for k, v in row.items() if k not in MUSICCAPS_COLUMNS and k is not None}
+        labels = {
+            "source": "musiccaps",
+            "start_s": start,
+            "end_s": end,
+            "audioset_positive_labels": _parse_list(row["audioset_positive_labels"]),
+            "aspect_list": _parse_list(row["aspect_list"]),
+            "author_id": row["author_id"],
+            "is_balanced_subset": _truthy(row["is_balanced_subset"]),
+            "is_audioset_eval": _truthy(row["is_audioset_eval"]),
+        }
+        if extra:
+            labels["extra"] = extra
+        entries.append(ManifestEntry(id=ytid, caption=row["caption"].strip(),
+                                     audio_path=str(audio.resolve()) if audio else None,
+                                     duration=end - start, labels=labels))
+    return ReadResult(Manifest(entries, source=str(csv_path)), missing, len(rows))
+
+
+AUDIOCAPS_COLUMNS = ["audiocap_id", "youtube_id", "start_time", "caption"]
+
+
+def read_audiocaps(csv_path: str | Path, audio_dir: str | Path | None = None, caption_choice: str = "first",
+                   seed: int = 0, clip_duration: float = 10.0) -> ReadResult:
+    """AudioCaps CSV -> one entry per clip (youtube_id), its captions kept in labels['captions'].
+
+    The caption used as the prompt is fixed: the one with the lowest audiocap_id ('first'), or
+    one drawn with `seed` ('random'). Audio files may be named `{youtube_id}`, `Y{youtube_id}`,
+    with the start time, or by audiocap_id.
+    """
+    if caption_choice not in ("first", "random"):
+        raise ManifestError(f"caption_choice must be 'first' or 'random', not {caption_choice!r}")
+    csv_path = Path(csv_path)
+    rows = _read_csv(csv_path, AUDIOCAPS_COLUMNS)
+    clips: dict[str, list[dict]] = {}
+    for i, row in enumerate(rows):
+        vid = (row.get("youtube_id") or "").strip()
+        if not vid:
+            raise ManifestError(f"{csv_path}: row {i + 2} has an empty youtube_id")
+        clips.setdefault(vid, []).append(row)
+    index = _index_audio(Path(audio_dir) if audio_dir else None)
+    rng = random.Random(seed)
+    entries, missing = [], []
+    for vid, group in clips.items():
+        group = sorted(group, key=lambda r: int(r["audiocap_id"]) if r["audiocap_id"].isdigit() else r["audiocap_id"])
+        chosen = group[0] if caption_choice == "first" else group[rng.randrange(len(group))]
+        start = group[0]["start_time"]
+        names = _segment_names(vid, start, None) + [r["audiocap_id"] for r in group]
+        try:
+            s = float(start)
+            names += _segment_names(vid, start, f"{s + clip_duration:g}")
+        except ValueError:
+            pass
+        audio = _find(index, names) if index else None
+        if audio_dir and audio is None:
+            missing.append(vid)
+        entries.append(ManifestEntry(
+            id=vid, caption=chosen["caption"].strip(),
+            audio_path=str(audio.resolve()) if audio else None, duration=clip_duration,
+            labels={"source": "audiocaps", "start_time": float(start) if start else None,
+                    "audiocap_id": chosen["audiocap_id"], "captions": [r["caption"].strip() for r in group],
+                    "audiocap_ids": [r["audiocap_id"] for r in group], "caption_choice": caption_choice,
+                    "caption_seed": seed}))
+    return ReadResult(Manifest(entries, source=str(csv_path)), missing, len(rows))
+
+
+_SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def prompts_manifest(texts: list[str]) -> Manifest:
+    """A manifest of literal prompts (ids p000, p001, ...), for `generate --prompts "text"`."""
+    return Manifest([ManifestEntry(id=f"p{i:03d}", caption=t) for i, t in enumerate(texts)], source="<prompts>")
+
+
+def safe_id(text: str) -> str:
+    """An id usable as a file name."""
+    return _SLUG.sub("_", text).strip("_") or "item"
