@@ -1,7 +1,91 @@
-"""(being built)"""
+"""Measure generated audio against a reference: FAD (+FAD-inf), KAD, KL, CLAP score, MIRDD, chroma.
+
+Writes RESULTS.parquet and RESULTS.csv (one row per metric, with bootstrap confidence interval columns) and RESULTS.per_sample.parquet (one row per clip and per-sample metric), and prints the table.
+
+Embeddings are cached per file (content hash + embedder + weights), so a re-run or a killed run recomputes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
-def main() -> None:
-    raise typer.Exit(code=1)
+def print_results(results) -> None:
+    """The results table on stdout (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(v) -> str:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return str(v)
+        return "-" if f != f else f"{f:.4g}"
+
+    table = Table(title="magnet-eval results")
+    for col in ("system", "metric", "value", "ci_low", "ci_high", "n_generated", "n_reference", "embedder", "status"):
+        table.add_column(col, justify="right" if col in ("value", "ci_low", "ci_high", "n_generated", "n_reference") else "left")
+    for _, row in results.iterrows():
+        status = str(row["status"])
+        table.add_row(str(row["system"]), str(row["metric"]), fmt(row["value"]), fmt(row["ci_low"]), fmt(row["ci_high"]),
+                      str(row["n_generated"]), str(row["n_reference"]), str(row["embedder"]),
+                      status if len(status) < 60 else status[:57] + "...")
+    Console(width=160).print(table)
+
+
+def print_outliers(per_sample, top: int = 5) -> None:
+    """The clips that pull the generated set furthest from the reference (largest FAD leave-one-out change)."""
+    from ..progress import info
+
+    for metric in ("fad_contribution", "kad_contribution"):
+        rows = per_sample[per_sample.metric == metric]
+        if len(rows) < 2:
+            continue
+        worst = rows.sort_values("value", ascending=False).head(top)
+        listing = ", ".join(f"{r.id} ({r.value:+.3g})" for r in worst.itertuples())
+        info(f"largest {metric} (outlier clips): {listing}")
+
+
+def main(
+    generated: Path = typer.Option(..., "--generated", "-g", help="Folder written by `generate` (or any folder of wavs), or a .jsonl manifest."),
+    reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="Reference audio manifest (.jsonl / folder) or statistics (.npz from `stats build`)."),
+    metrics: str = typer.Option("fad,kad", "--metrics", "-m", help="Comma list: fad (also fad_inf), kad, kl, kl_musicnn, clap, mirdd, chroma_cosine."),
+    embedder: str = typer.Option("musicnn", "--embedder", "-e", help="FAD/KAD embedder: vggish, pann, clap, encodec, musicnn, aisfx."),
+    system: Optional[str] = typer.Option(None, "--system", "-s", help="System name in the tables (default: the generated folder's name)."),
+    out: Path = typer.Option(Path("results.parquet"), "--out", "-o", help="Results parquet; .csv and .per_sample.parquet are written beside it."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file of the embedder (default: its usual cache location)."),
+    kl_classifier: Optional[str] = typer.Option(None, "--kl-classifier", help="passt or musicnn (default: PaSST when its weights are present, else musicnn)."),
+    clap_model: str = typer.Option("clap", "--clap-model", help="Embedder used for the CLAP score."),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of the generated clips for the confidence intervals (0: none)."),
+    ci: float = typer.Option(0.95, "--ci", help="Confidence level of the intervals."),
+    seed: int = typer.Option(0, "--seed"),
+    no_normalize: bool = typer.Option(False, "--no-normalize", help="Skip the loudness normalisation (-14 LUFS) of both sides."),
+    skip_missing_weights: bool = typer.Option(False, "--skip-missing-weights", help="A metric whose weights are missing gives a 'weights not available' row instead of an error."),
+    keep_going: bool = typer.Option(False, "--keep-going", help="A failing metric gives a row with its error as status instead of stopping."),
+    strict_pairing: bool = typer.Option(False, "--strict-pairing", help="Paired metrics fail when reference ids have no generated clip."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder (default: ~/.cache/magnet-eval/embeddings)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
+) -> None:
+    """Measure generated audio against a reference: FAD (+FAD-inf), KAD, KL, CLAP score, MIRDD, chroma."""
+    from ..embedding_cache import EmbeddingCache
+    from ..evaluation import evaluate, save_results
+    from ..progress import info
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    name = system or (generated.stem if generated.suffix == ".jsonl" and generated.stem != "manifest" else
+                      (generated.parent.name if generated.suffix == ".jsonl" else generated.name))
+    results, per_sample = evaluate(
+        generated, reference, names, embedder, name,
+        weights=weights, kl_classifier=kl_classifier, clap_model=clap_model,
+        cache=EmbeddingCache(cache_dir, enabled=not no_cache),
+        normalize=not no_normalize, n_bootstrap=bootstrap, ci=ci, seed=seed,
+        on_missing_weights="row" if skip_missing_weights else "raise",
+        on_error="row" if keep_going else "raise", strict_pairing=strict_pairing,
+    )
+    paths = save_results(results, per_sample, out)
+    print_results(results)
+    print_outliers(per_sample)
+    info(f"wrote {paths['results']}, {paths['csv']} and {paths['per_sample']}")

@@ -1,4 +1,9 @@
-"""`magnet-eval stats`: (being built)."""
+"""`magnet-eval stats`: build and inspect cached reference statistics (.npz)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -7,4 +12,47 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.callback()
 def _group() -> None:
-    """stats commands."""
+    """Build and inspect cached reference statistics."""
+
+
+@app.command("build")
+def build(
+    embedder: str = typer.Option(..., "--embedder", "-e", help="vggish, pann, clap, encodec, musicnn or aisfx."),
+    audio: Path = typer.Option(..., "--audio", "-a", help="Reference audio: a .jsonl manifest or a folder of audio files."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npz (e.g. reference_stats/musiccaps_musicnn.npz)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file of the embedder (default: its usual cache location)."),
+    max_frames: int = typer.Option(10000, "--max-frames", help="Embedding frames kept in the file for KAD (fixed-seed subsample)."),
+    seed: int = typer.Option(0, "--seed"),
+    no_normalize: bool = typer.Option(False, "--no-normalize", help="Skip loudness normalisation (evaluate must then use --no-normalize too)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder."),
+) -> None:
+    """Embed a reference set and save mean, covariance, count, frames and provenance."""
+    from ..embedding_cache import EmbeddingCache
+    from ..evaluation import load_embedder
+    from ..manifest import read_any
+    from ..progress import info
+    from ..reference_stats import build_reference_stats
+
+    manifest = read_any(audio)
+    emb = load_embedder(embedder, weights) if weights else load_embedder(embedder)
+    stats = build_reference_stats(manifest, emb, cache=EmbeddingCache(cache_dir), normalize=not no_normalize,
+                                  max_frames=max_frames, seed=seed)
+    path = stats.save(out)
+    info(f"wrote {path}: {stats.n_clips} clips, {stats.count} frames, dim {stats.mean.shape[0]}")
+
+
+@app.command("show")
+def show(file: Path = typer.Argument(..., help="A statistics .npz file.")) -> None:
+    """Print a statistics file's provenance and summary."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..reference_stats import ReferenceStats
+
+    stats = ReferenceStats.load(file)
+    table = Table(title=str(file), show_header=False)
+    table.add_column("key")
+    table.add_column("value")
+    for k, v in stats.summary().items():
+        table.add_row(str(k), str(v))
+    Console(width=160).print(table)

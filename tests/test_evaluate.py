@@ -1,0 +1,225 @@
+"""`evaluate` end to end: sanity ordering on rendered clips, schema, CLI, pairing, missing weights, resume."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from magnet_eval.embedding_cache import EmbeddingCache
+from magnet_eval.errors import MagnetEvalError, ManifestError, MissingWeightsError
+from magnet_eval.evaluation import PER_SAMPLE_COLUMNS, RESULT_COLUMNS, evaluate
+from magnet_eval.manifest import Manifest
+
+from test_evaluate_fixtures import BandClassifier, BandEmbedder, make_manifest, need_fluidsynth, render_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    need_fluidsynth()
+    return render_corpus(tmp_path_factory.mktemp("corpus"), n=8, seconds=4.0)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return EmbeddingCache(tmp_path_factory.mktemp("emb-cache"))
+
+
+def _values(corpus, cache, metrics, **kw):
+    out = {}
+    for name in ("heldout", "shifted", "noise"):
+        res, _ = evaluate(corpus[name], corpus["real"], metrics, system=name, cache=cache, n_bootstrap=20, **kw)
+        out[name] = res.set_index("metric")
+    return out
+
+
+def test_sanity_ordering_toy_models(corpus, cache):
+    v = _values(corpus, cache, ["fad", "kad", "kl"], embedder=BandEmbedder(), kl_classifier=BandClassifier())
+    for metric in ("fad", "kad", "kl"):
+        got = [v[n].loc[metric, "value"] for n in ("heldout", "shifted", "noise")]
+        assert got[0] < got[1] < got[2], (metric, got)
+
+
+def _offline_models():
+    try:
+        from magnet_eval.embedders import get_embedder  # noqa: F401
+        from magnet_eval.embedders.classifiers import get_classifier  # noqa: F401
+    except ImportError:
+        pytest.skip("the embedder registry (magnet_eval.embedders) is not in this checkout")
+    try:
+        from magnet_eval.weights import wheel_path
+
+        wheel_path("musicnn")
+    except MissingWeightsError as exc:
+        pytest.skip(str(exc))
+
+
+def test_sanity_ordering_musicnn(corpus, cache):
+    """The done-when check with the offline embedder: FAD and KL over musicnn on rendered music."""
+    _offline_models()
+    v = _values(corpus, cache, ["fad", "kl_musicnn"], embedder="musicnn")
+    for metric in ("fad", "kl_musicnn"):
+        got = [v[n].loc[metric, "value"] for n in ("heldout", "shifted", "noise")]
+        assert got[0] < got[1] < got[2], (metric, got)
+
+
+def test_schema_and_per_sample(corpus, cache):
+    res, per = evaluate(corpus["shifted"], corpus["real"], ["fad", "kad", "kl"], BandEmbedder(), "sys",
+                        kl_classifier=BandClassifier(), cache=cache, n_bootstrap=20)
+    assert list(res.columns) == RESULT_COLUMNS and list(per.columns) == PER_SAMPLE_COLUMNS
+    assert list(res.metric) == ["fad", "fad_inf", "kad", "kl", "kl_rev"]
+    assert (res.status == "ok").all() and (res.system == "sys").all()
+    assert res.value.dtype == np.float64 and res.n_generated.dtype == np.int64
+    fad = res.set_index("metric").loc["fad"]
+    assert fad.ci_low <= fad.value <= fad.ci_high and fad.n_generated == 8 and fad.n_reference == 8
+    assert fad.embedder == "toybands" and fad.reference.endswith("manifest.jsonl")
+    assert json.loads(fad.details)["fad_inf"]["sizes"]
+    assert set(per.metric) == {"fad_contribution", "fad_clip_distance", "kad_contribution", "kl", "kl_rev"}
+    assert set(per.id) == {f"p{i}" for i in range(8)}
+    kl_rows = per[per.metric == "kl"]
+    assert kl_rows.value.mean() == pytest.approx(res.set_index("metric").loc["kl", "value"])
+
+
+def test_loudness_normalisation_is_applied(corpus, tmp_path):
+    """A copy of the reference at -20 dB is the same set after normalisation, not without it."""
+    import soundfile as sf
+
+    quiet = {}
+    for e in corpus["real"]:
+        wav, sr = sf.read(e.audio_path, dtype="float32")
+        quiet[e.id] = wav * 0.1
+    man = make_manifest(tmp_path / "quiet", quiet, sr)
+    cache = EmbeddingCache(tmp_path / "c")
+    norm, _ = evaluate(man, corpus["real"], ["fad"], BandEmbedder(), cache=cache, n_bootstrap=0)
+    raw, _ = evaluate(man, corpus["real"], ["fad"], BandEmbedder(), cache=cache, n_bootstrap=0, normalize=False)
+    assert norm.value[0] < 0.05 * raw.value[0]
+
+
+def test_pairing_errors_list_the_ids(corpus, tmp_path):
+    gen = Manifest([e for e in corpus["heldout"] if e.id != "p0"])  # one prompt not generated: fine
+    res, _ = evaluate(gen, corpus["real"], ["kl"], kl_classifier=BandClassifier(), cache=EmbeddingCache(tmp_path / "c"),
+                      n_bootstrap=0)
+    assert res.n_generated[0] == 7
+    with pytest.raises(ManifestError, match="reference ids without a generated clip: p0"):
+        evaluate(gen, corpus["real"], ["kl"], kl_classifier=BandClassifier(), strict_pairing=True,
+                 cache=EmbeddingCache(tmp_path / "c"))
+    ref = Manifest([e for e in corpus["real"] if e.id not in ("p3", "p5")])
+    with pytest.raises(ManifestError, match="generated ids without reference audio: p3, p5"):
+        evaluate(corpus["heldout"], ref, ["kl"], kl_classifier=BandClassifier(), cache=EmbeddingCache(tmp_path / "c"))
+
+
+def _no_vggish(spec):
+    if spec == "vggish":
+        raise MissingWeightsError("VGGish weights vggish-10086976.pth not found; put the file at /x/y")
+    return BandEmbedder()
+
+
+def _no_passt(spec):
+    if spec == "passt":
+        raise MissingWeightsError("PaSST weights not found")
+    return BandClassifier()
+
+
+def test_missing_weights_rows_or_error(corpus, cache, monkeypatch):
+    import magnet_eval.evaluation as ev
+
+    monkeypatch.setattr(ev, "load_embedder", _no_vggish)
+    monkeypatch.setattr(ev, "load_classifier", _no_passt)
+    with pytest.raises(MissingWeightsError, match="vggish-10086976.pth"):
+        evaluate(corpus["heldout"], corpus["real"], ["fad"], "vggish", cache=cache)
+    # a suite asks for rows instead; the other metrics are still computed, KL falls back to musicnn's tags
+    res, _ = evaluate(corpus["heldout"], corpus["real"], ["fad", "kl"], "vggish", cache=cache, n_bootstrap=0,
+                      on_missing_weights="row")
+    by = res.set_index("metric")
+    assert list(res.metric) == ["fad", "fad_inf", "kl", "kl_rev", "kl_musicnn", "kl_musicnn_rev"]
+    assert by.loc["fad", "status"] == "weights not available" and math.isnan(by.loc["fad", "value"])
+    assert "vggish-10086976.pth" in json.loads(by.loc["fad", "details"])["error"]
+    assert by.loc["kl", "status"] == "weights not available"
+    assert by.loc["kl_musicnn", "status"] == "ok" and by.loc["kl_musicnn", "value"] > 0
+
+
+class _Dies(BandEmbedder):
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+
+    def embed(self, audio, sr):
+        if self.calls == self.after:
+            raise KeyboardInterrupt
+        return super().embed(audio, sr)
+
+
+def test_killed_evaluate_resumes_from_cached_embeddings(corpus, tmp_path):
+    cache = EmbeddingCache(tmp_path / "c")
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(corpus["shifted"], corpus["real"], ["fad"], _Dies(after=11), cache=cache)
+    emb = BandEmbedder()
+    res, _ = evaluate(corpus["shifted"], corpus["real"], ["fad"], emb, cache=cache, n_bootstrap=0)
+    assert emb.calls == 16 - 11  # only the clips not embedded before the kill
+    again = BandEmbedder()
+    res2, _ = evaluate(corpus["shifted"], corpus["real"], ["fad"], again, cache=cache, n_bootstrap=0)
+    assert again.calls == 0 and res2.value[0] == res.value[0]
+
+
+def test_cli_writes_parquet_csv_and_per_sample(corpus, tmp_path, monkeypatch):
+    import magnet_eval.evaluation as ev
+    from magnet_eval.cli import app
+
+    monkeypatch.setattr(ev, "load_embedder", lambda spec: BandEmbedder())
+    out = tmp_path / "out" / "results.parquet"
+    gen_dir = str(Path(corpus["shifted"].source).parent)
+    r = CliRunner().invoke(app, ["evaluate", "--generated", gen_dir, "--reference", corpus["real"].source,
+                                 "--metrics", "fad,kad", "--embedder", "toybands", "--out", str(out),
+                                 "--bootstrap", "10", "--cache-dir", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    res = pd.read_parquet(out)
+    assert list(res.metric) == ["fad", "fad_inf", "kad"] and (res.system == "shifted").all()
+    assert pd.read_csv(out.with_suffix(".csv")).shape == res.shape
+    per = pd.read_parquet(out.with_name("results.per_sample.parquet"))
+    assert set(per.metric) == {"fad_contribution", "fad_clip_distance", "kad_contribution"}
+    assert "fad_inf" in r.output and "shifted" in r.output
+
+
+def test_generated_without_audio_is_listed(corpus, tmp_path):
+    from magnet_eval.manifest import ManifestEntry
+
+    gen = Manifest(list(corpus["heldout"]) + [ManifestEntry(id="ghost", caption="x", audio_path=str(tmp_path / "no.wav"))])
+    with pytest.raises(ManifestError, match="ghost"):
+        evaluate(gen, corpus["real"], ["fad"], BandEmbedder(), cache=EmbeddingCache(tmp_path / "c"))
+
+
+class _FakeMIRDD:
+    """Stands in for engineer G's MIRDD class: the plug-in protocol evaluate relies on."""
+
+    seen = {}
+
+    @classmethod
+    def evaluate_manifests(cls, generated, reference, *, normalize, seed):
+        from magnet_eval.metrics._common import MetricResult
+
+        cls.seen = {"n_gen": len(generated), "n_ref": len(reference), "normalize": normalize, "seed": seed}
+        return [MetricResult("mirdd", 0.25, 0.2, 0.3, n_generated=len(generated), n_reference=len(reference),
+                             per_sample={}, details={"descriptors": 11}),
+                {"metric": "mirdd/key", "value": 0.5, "bins": 24}]
+
+
+def test_plugin_metrics_and_missing_modules(corpus, monkeypatch, tmp_path):
+    import magnet_eval.metrics as registry
+
+    real = registry.get_metric_class
+    monkeypatch.setattr(registry, "get_metric_class", lambda name: _FakeMIRDD if name == "mirdd" else real(name))
+    res, _ = evaluate(corpus["heldout"], corpus["real"], ["mirdd"], cache=EmbeddingCache(tmp_path / "c"), seed=3)
+    assert list(res.metric) == ["mirdd", "mirdd/key"] and res.value.tolist() == [0.25, 0.5]
+    assert json.loads(res.details[1]) == {"bins": 24}
+    assert _FakeMIRDD.seen == {"n_gen": 8, "n_ref": 8, "normalize": True, "seed": 3}
+    # a metric whose module is absent: an error, or a row with the reason when asked to keep going
+    def absent(name):
+        raise MagnetEvalError(f"metric {name!r} is not available in this installation")
+
+    monkeypatch.setattr(registry, "get_metric_class", absent)
+    res, _ = evaluate(corpus["heldout"], corpus["real"], ["chroma"], cache=EmbeddingCache(tmp_path / "c"),
+                      on_error="row")
+    assert res.metric[0] == "chroma_cosine" and "not available" in res.status[0] and math.isnan(res.value[0])
