@@ -1,28 +1,33 @@
-"""`magnet-eval data synth`: the offline text-to-music corpus."""
+"""`magnet-eval data synth`: the offline text-to-music corpus (composed, FluidSynth-rendered, captioned, with stems)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from ..progress import info
+from ..synth.genres import GENRES
 
 
 def synth(
-    out: Path = typer.Option(..., "--out", help="Output folder (audio/, stems/, midi/, manifest.jsonl)."),
-    n: int = typer.Option(200, "--n", help="Number of clips."),
-    duration: float = typer.Option(10.0, "--duration", help="Seconds per clip."),
+    out: Path = typer.Option(..., "--out", help="Output folder: audio/, stems/, midi/, records/, manifest.jsonl."),
+    n: int = typer.Option(200, "--n", help="Number of clips (clip i is the same whatever N: grow a corpus by re-running)."),
+    duration: float = typer.Option(10.0, "--duration", help="Seconds per clip (exact length after trim/pad)."),
     seed: int = typer.Option(0, "--seed", help="Corpus seed: the same seed gives the same bytes."),
-    workers: int = typer.Option(2, "--workers", help="Parallel FluidSynth processes."),
-    sample_rate: int = typer.Option(32000, "--sample-rate", help="Output rate (mono)."),
+    workers: int = typer.Option(2, "--workers", help="Parallel processes (one FluidSynth render at a time each)."),
+    sample_rate: int = typer.Option(32000, "--sample-rate", help="Output sample rate (mono wav)."),
+    genres: Optional[str] = typer.Option(None, "--genres", help=f"Comma-separated subset of: {', '.join(GENRES)} (default: all)."),
+    force: bool = typer.Option(False, "--force", help="Re-render clips that are already finished."),
 ) -> None:
-    """Compose and render multi-track pieces (drums, bass, chords, lead) with captions and stems; resumable."""
-    from collections import Counter
+    """Compose and render multi-track pieces (drums, bass, chords, lead) with MusicCaps-like captions and stems; resumable."""
+    from ..synth.corpus import build_corpus, summarize
 
-    from ..music.render import render_corpus
-
-    manifest = render_corpus(out, n=n, duration=duration, seed=seed, workers=workers, sample_rate=sample_rate)
-    splits = Counter(e.labels["split"] for e in manifest)
-    genres = Counter(e.labels["genre"] for e in manifest)
-    info(f"wrote {out}/manifest.jsonl: {len(manifest)} clips ({dict(splits)}); genres {dict(genres)}")
+    chosen = [g.strip() for g in genres.split(",") if g.strip()] if genres else None
+    manifest = build_corpus(out, n=n, duration=duration, seed=seed, workers=workers, sample_rate=sample_rate,
+                            genres=chosen, force=force)
+    s = summarize(manifest)
+    info(f"wrote {out / 'manifest.jsonl'}: {s['clips']} clips; splits {s['splits']}")
+    info(f"genres {s['genres']}")
+    info(f"stems {s['stems']}")

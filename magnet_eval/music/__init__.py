@@ -1,1 +1,0 @@
-"""The offline text-to-music corpus: composed multi-track pieces rendered with FluidSynth."""
