@@ -1,7 +1,34 @@
-"""(being built)"""
+"""Run the main job end to end: corpus, training, generation, metrics, latency, report (`--preset tiny` is offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
-def main() -> None:
-    raise typer.Exit(code=1)
+def main(
+    preset: str = typer.Option("tiny", "--preset", help="tiny (offline default) | paper-musiccaps | paper-audiocaps."),
+    out: Path = typer.Option(Path("reports/tiny"), "--out", help="Report folder (index.html, tables, plots, audio)."),
+    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Cache of every stage (default ~/.cache/magnet-eval/reproduce/PRESET)."),
+    captions: Optional[Path] = typer.Option(None, "--captions", help="paper presets: the caption CSV (default: ../shared/data)."),
+    audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="paper presets: folder of the reference clips."),
+    device: str = typer.Option("cuda", "--device", help="paper presets: generation device."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="paper presets: use only the first N clips."),
+) -> None:
+    """Reproduce a results table end to end (`--preset tiny` runs offline; paper presets list what they need)."""
+    from ..errors import MagnetEvalError
+    from ..paths import cache_dir
+    from ..progress import info
+    from ..reproduce import PAPER, command_line, run_paper, run_tiny
+
+    work = work_dir or cache_dir() / "reproduce" / preset
+    work.mkdir(parents=True, exist_ok=True)
+    if preset == "tiny":
+        index = run_tiny(out, work, command=command_line())
+    elif preset in PAPER:
+        index = run_paper(preset, out, work, captions, audio_dir, device=device, limit=limit, command=command_line())
+    else:
+        raise MagnetEvalError(f"unknown preset {preset!r}: tiny, {', '.join(PAPER)}")
+    info(f"report: {index}")

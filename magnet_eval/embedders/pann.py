@@ -1,0 +1,124 @@
+"""PANNs Cnn14 at 16 kHz (Kong et al., 2020), built and loaded as frechet-audio-distance does.
+
+The model code is frechet-audio-distance's own (`frechet_audio_distance.models.pann.Cnn14_16k`,
+window 512, hop 160, 64 mel bands 50-8000 Hz, 527 classes); the checkpoint is the zenodo file
+`Cnn14_16k_mAP=0.438.pth` (a dict whose 'model' entry is the state dict). frechet-audio-distance
+saves it URL-encoded as `Cnn14_16k_mAP%3D0.438.pth` directly in the torch hub folder
+(`torch.hub.get_dir()`); both spellings are looked for there, in `hub/checkpoints/` and in
+`~/panns_data/` (panns_inference's folder), or a path is given.
+
+Clip handling (as frechet-audio-distance): the whole clip goes through the network at once and
+the 2048-d clip embedding (after fc1 + ReLU) is returned: one frame per clip. Clips shorter
+than 1 s are zero-padded to 1 s (the six pooling stages need enough frames).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CheckpointError, MissingWeightsError
+from ..paths import find_weights, torch_hub_dir
+from .base import Embedder, file_sha1, make_weights_id, skip_random_init
+
+SAMPLE_RATE = 16000
+WEIGHTS_FILE = "Cnn14_16k_mAP=0.438.pth"
+WEIGHTS_FILE_FAD = "Cnn14_16k_mAP%3D0.438.pth"
+WEIGHTS_URL = "https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth"
+MIN_SECONDS = 1.0
+
+
+def _pann_models_module():
+    """frechet-audio-distance's `models/pann.py`, imported without running the package's __init__.
+
+    `import frechet_audio_distance` imports laion_clap (and its tokenizers) first, several seconds
+    that Cnn14 does not need; the same source files are loaded under a private package name.
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    loaded = sys.modules.get("frechet_audio_distance.models.pann")
+    if loaded is not None:
+        return loaded
+    name = "_magnet_eval_fad_models"
+    if name + ".pann" in sys.modules:
+        return sys.modules[name + ".pann"]
+    spec = importlib.util.find_spec("frechet_audio_distance")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingWeightsError("the PANNs embedder needs the frechet-audio-distance package (its model code)")
+    models_dir = Path(list(spec.submodule_search_locations)[0]) / "models"
+    pkg_spec = importlib.util.spec_from_file_location(name, models_dir / "__init__.py",
+                                                      submodule_search_locations=[str(models_dir)])
+    pkg = importlib.util.module_from_spec(pkg_spec)
+    sys.modules[name] = pkg
+    pkg_spec.loader.exec_module(pkg)
+    return importlib.import_module(name + ".pann")
+
+
+def build_network():
+    """frechet-audio-distance's Cnn14_16k with its 16 kHz front end (weights left for a strict load)."""
+    Cnn14_16k = _pann_models_module().Cnn14_16k
+    with skip_random_init():  # the checkpoint is loaded strictly afterwards
+        return Cnn14_16k(sample_rate=16000, window_size=512, hop_size=160, mel_bins=64, fmin=50, fmax=8000,
+                         classes_num=527)
+
+
+def candidate_paths() -> list[Path]:
+    hub = torch_hub_dir()
+    return [hub / WEIGHTS_FILE_FAD, hub / WEIGHTS_FILE, hub / "checkpoints" / WEIGHTS_FILE,
+            hub / "checkpoints" / WEIGHTS_FILE_FAD, Path.home() / "panns_data" / WEIGHTS_FILE]
+
+
+class PANNEmbedder(Embedder):
+    """2048-d PANNs Cnn14 (16 kHz) clip embeddings, as frechet-audio-distance's model_name='pann'."""
+
+    name = "pann"
+    sample_rate = SAMPLE_RATE
+    dim = 2048
+    clip_handling = "16 kHz; the whole clip in one pass, one 2048-d embedding per clip; clips under 1 s zero-padded"
+
+    def _load(self, weights: Path | None) -> None:
+        import torch
+
+        path = find_weights(f"PANNs Cnn14 16 kHz weights {WEIGHTS_FILE}", [weights] if weights else candidate_paths(),
+                            put_here=weights or torch_hub_dir() / WEIGHTS_FILE_FAD, source=WEIGHTS_URL)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            try:  # training-time checkpoints may also pickle sampler state (numpy): the official file, trusted
+                ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as exc:
+                raise CheckpointError(f"{path}: cannot read the PANNs checkpoint ({exc})") from exc
+        sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+        if not isinstance(sd, dict):
+            raise CheckpointError(f"{path}: expected a dict with a 'model' state dict")
+        net = build_network()
+        try:
+            net.load_state_dict(sd, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path} does not fit Cnn14_16k: {exc}") from exc
+        self.model = net.to(self.device).eval()
+        self.weights_path = path
+        self.weights_id = make_weights_id(file_sha1(path))
+
+    def _embed(self, wav: np.ndarray) -> np.ndarray:
+        import torch
+
+        need = int(MIN_SECONDS * SAMPLE_RATE)
+        if wav.shape[0] < need:
+            wav = np.pad(wav, (0, need - wav.shape[0]))
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(wav).float()[None].to(self.device), None)
+        return out["embedding"].float().cpu().numpy()
+
+    def clip_probs(self, audio: np.ndarray, sr: int) -> np.ndarray:
+        """AudioSet posteriors [1, 527] (sigmoid clipwise output of Cnn14)."""
+        import torch
+
+        self._require_loaded()
+        wav = self.prepare(audio, sr)
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(wav).float()[None].to(self.device), None)
+        return out["clipwise_output"].float().cpu().numpy()

@@ -1,0 +1,1 @@
+"""Models that compose the building blocks: the LMs (MAGNeT, MusicGen), the codec, checkpoints, presets, the generator."""

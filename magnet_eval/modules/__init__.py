@@ -1,0 +1,1 @@
+"""Building blocks: the transformer, codebook patterns, text conditioners."""

@@ -1,0 +1,314 @@
+"""`reproduce`: the main job end to end — data, models, generation, metrics, latency, report.
+
+Presets:
+- `tiny` (the offline default, what `make demo` runs): render the FluidSynth corpus, train (or
+  reuse) the tiny codec, MAGNeT and MusicGen, generate for the held-out prompts, evaluate with
+  the offline suite (FAD-musicnn with CI, KAD, KL-musicnn, MIRDD; CLAP and VGGish rows kept and
+  marked "weights not available" when their weights are absent), add audiocraft's reference row
+  (codec reconstruction of the references) and sanity rows (held-out real audio; random tokens
+  through the codec), time the models at tiny scale, and write the report.
+- `paper-musiccaps` / `paper-audiocaps`: the same over the real caption sets with the released
+  checkpoints and the standard embedders. On a machine without those files it stops before any
+  work with the list of everything the user must provide.
+
+Every stage caches its outputs under the work folder (default `cache_dir()/reproduce/<preset>`),
+so a second run only re-reads results, and a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from .errors import MagnetEvalError, MissingWeightsError
+from .manifest import Manifest, ManifestEntry
+from .paths import cache_dir
+from .progress import info, warn
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass
+class TinyPreset:
+    """Sizes of the offline default; about 20 minutes on 2 CPU cores for a first run."""
+
+    n_clips: int = 200
+    clip_seconds: float = 10.0
+    seed: int = 0
+    gen_seconds: float = 10.0
+    gen_batch: int = 10
+    n_bootstrap: int = 200
+    latency_batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    latency_seconds: float = 5.0
+    latency_repeats: int = 3
+    audio_examples: int = 6
+
+
+@dataclass
+class Stage:
+    """One timed step of the pipeline (for the report's notes)."""
+
+    name: str
+    seconds: float = 0.0
+    cached: bool = False
+
+
+@dataclass
+class Run:
+    work: Path
+    out: Path
+    stages: list[Stage] = field(default_factory=list)
+
+    def stage(self, name: str, fn: Callable[[], object]) -> object:
+        info(f"[bold cyan]== {name}[/bold cyan]")
+        t0 = time.perf_counter()
+        value = fn()
+        self.stages.append(Stage(name, time.perf_counter() - t0))
+        return value
+
+
+# ---------------------------------------------------------------------------------------------- systems
+
+
+def _split_manifest(corpus: Manifest, split: str, path: Path) -> Path:
+    m = corpus.split(split)
+    if len(m) == 0:
+        raise MagnetEvalError(f"the corpus has no '{split}' clips; render more clips")
+    return m.write(path)
+
+
+def codec_systems(codec_path: Path, prompts: Manifest, work: Path, seed: int) -> dict[str, Path]:
+    """Reference and sanity systems made with the codec alone: reconstruction and random tokens."""
+    import numpy as np
+    import torch
+
+    from .audio import load_audio, save_audio
+    from .models.codec import load_codec
+
+    codec = load_codec(str(codec_path)).eval()
+    out: dict[str, Path] = {}
+    for name in ("codec reconstruction", "random tokens"):
+        folder = work / "generated" / name.replace(" ", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for i, e in enumerate(prompts):
+            wav_path = folder / f"{e.id}.wav"
+            if not wav_path.is_file():
+                wav, _ = load_audio(e.audio_path, sr=codec.sample_rate)
+                x = torch.from_numpy(wav)[None, None]
+                with torch.no_grad():
+                    if name == "codec reconstruction":
+                        y = codec.decode(codec.encode(x))
+                    else:
+                        g = torch.Generator().manual_seed(seed * 100003 + i)
+                        frames = codec.encode(x).shape[-1]
+                        codes = torch.randint(0, codec.card, (1, codec.n_q, frames), generator=g)
+                        y = codec.decode(codes)
+                y = y.reshape(-1).numpy()[: len(wav)]
+                save_audio(wav_path, np.pad(y, (0, max(0, len(wav) - len(y)))), codec.sample_rate)
+            entries.append(ManifestEntry(e.id, e.caption, str(wav_path.resolve()), e.duration, dict(e.labels)))
+        out[name] = Manifest(entries).write(folder / "manifest.jsonl")
+    return out
+
+
+def evaluate_system(system: str, generated: Path, distribution_ref: Path, paired_ref: Path, results_dir: Path,
+                    n_bootstrap: int, seed: int, suite: str = "offline") -> Path:
+    """All metric rows of one system into RESULTS/<system>.parquet (reused when present).
+
+    FAD, KAD and MIRDD compare against the distribution reference (the training clips); KL is
+    paired by prompt id with the held-out real clips. CLAP and VGGish-FAD are always asked for:
+    without their weights they come back as rows marked "weights not available".
+    """
+    import pandas as pd
+
+    from .evaluation import evaluate, save_results
+
+    target = results_dir / f"{system.replace(' ', '_')}.parquet"
+    if target.is_file():
+        return target
+    frames, samples = [], []
+    jobs = [
+        dict(reference=distribution_ref, metrics=["fad", "kad", "mirdd"], embedder="musicnn"),
+        dict(reference=paired_ref, metrics=["kl"], embedder="musicnn"),
+        dict(reference=paired_ref, metrics=["clap"], embedder="musicnn"),
+        dict(reference=distribution_ref, metrics=["fad"], embedder="vggish"),
+    ]
+    if suite == "paper":
+        jobs = [
+            dict(reference=distribution_ref, metrics=["fad"], embedder="vggish"),
+            dict(reference=paired_ref, metrics=["kl"], embedder="musicnn"),
+            dict(reference=paired_ref, metrics=["clap"], embedder="musicnn"),
+            dict(reference=distribution_ref, metrics=["fad", "kad"], embedder="musicnn"),
+        ]
+    for job in jobs:
+        res, per = evaluate(generated, job["reference"], job["metrics"], job["embedder"], system,
+                            n_bootstrap=n_bootstrap, seed=seed, on_missing_weights="row", on_error="row")
+        frames.append(res)
+        samples.append(per)
+    results = pd.concat(frames, ignore_index=True)
+    per_sample = pd.concat(samples, ignore_index=True)
+    save_results(results, per_sample, target)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------- tiny
+
+
+def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: str = "") -> Path:
+    """The offline default; returns the report's index.html."""
+    from .bench.latency import run_latency_benchmark
+    from .cli.generate import run_generation
+    from .report import build_report
+    from .solvers.recipes import train_tiny_suite
+    from .synth.corpus import build_corpus
+
+    run = Run(work, out)
+    t_start = time.perf_counter()
+    corpus = run.stage("corpus: compose and render", lambda: build_corpus(
+        work / "corpus", n=preset.n_clips, duration=preset.clip_seconds, seed=preset.seed, workers=2))
+    prompts_path = _split_manifest(corpus, "test", work / "prompts_test.jsonl")
+    reference_path = _split_manifest(corpus, "train", work / "reference_train.jsonl")
+    prompts = Manifest.read(prompts_path)
+    info(f"{len(prompts)} held-out prompts, {len(Manifest.read(reference_path))} reference clips")
+
+    ckpts = run.stage("train: codec, MAGNeT, MusicGen (tiny)", lambda: train_tiny_suite(
+        work / "corpus" / "manifest.jsonl", work / "models", seed=preset.seed))
+
+    systems: dict[str, Path] = {"held-out real": prompts_path}
+    systems.update(run.stage("codec reference rows", lambda: codec_systems(
+        ckpts["codec"], prompts, work, preset.seed)))
+    for name, key in (("MAGNeT tiny", "magnet"), ("MusicGen tiny", "musicgen")):
+        systems[name] = run.stage(f"generate: {name}", lambda key=key, name=name: run_generation(
+            str(Path(ckpts[key]).parent), str(prompts_path), work / "generated" / key,
+            duration=preset.gen_seconds, batch_size=preset.gen_batch, seed=preset.seed))
+
+    results_dir = work / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    result_files = []
+    for name, manifest_path in systems.items():
+        result_files.append(run.stage(f"evaluate: {name}", lambda name=name, p=manifest_path: evaluate_system(
+            name, p, reference_path, prompts_path, results_dir, preset.n_bootstrap, preset.seed)))
+
+    latency_dir = work / "latency"
+    run.stage("latency vs batch size (tiny, CPU)", lambda: run_latency_benchmark(
+        [f"MAGNeT tiny={Path(ckpts['magnet']).parent}", f"MusicGen tiny={Path(ckpts['musicgen']).parent}"],
+        preset.latency_batch_sizes, out_dir=latency_dir, duration=preset.latency_seconds, device="cpu",
+        repeats=preset.latency_repeats, prompts=[e.caption for e in prompts]))
+
+    total = time.perf_counter() - t_start
+    notes = [f"Command: {command}" if command else "", 
+             f"Corpus: {len(corpus)} FluidSynth-rendered clips of {preset.clip_seconds:g} s (seed {preset.seed}); "
+             f"prompts: the {len(prompts)} held-out (test split) captions; FAD/KAD/MIRDD reference: the "
+             f"{len(Manifest.read(reference_path))} training clips; KL paired by prompt id with the held-out real clips.",
+             "Embedder: musicnn MTT (offline default). CLAP and VGGish need weights that cannot be downloaded here: "
+             "their rows say so.",
+             "Stages: " + "; ".join(f"{s.name} {s.seconds:.0f} s" for s in run.stages) + f"; total {total:.0f} s."]
+    index = run.stage("report", lambda: build_report(
+        result_files, out, latency_csv=latency_dir / "latency.csv",
+        audio_dirs={name: Path(p).parent for name, p in systems.items()},
+        title="magnet-eval: tiny offline reproduction (MAGNeT vs MusicGen)", notes=[n for n in notes if n],
+        n_audio=preset.audio_examples, seed=preset.seed))
+    (out / "stages.json").write_text(json.dumps([s.__dict__ for s in run.stages], indent=1))
+    return Path(index)
+
+
+# ---------------------------------------------------------------------------------------------- paper
+
+
+PAPER = {
+    "paper-musiccaps": {
+        "captions": SHARED_DATA / "musiccaps" / "musiccaps-public-openai.csv",
+        "reader": "musiccaps",
+        "models": {"MAGNeT small 10s": "facebook/magnet-small-10secs", "MAGNeT medium 10s": "facebook/magnet-medium-10secs",
+                   "MusicGen small": "facebook/musicgen-small"},
+        "text_encoder": "t5-base",
+        "duration": 10.0,
+    },
+    "paper-audiocaps": {
+        "captions": SHARED_DATA / "audiocaps" / "audiocaps-test.csv",
+        "reader": "audiocaps",
+        "models": {"Audio-MAGNeT small": "facebook/audio-magnet-small", "Audio-MAGNeT medium": "facebook/audio-magnet-medium"},
+        "text_encoder": "t5-large",
+        "duration": 10.0,
+    },
+}
+
+
+def paper_requirements(preset: str, captions: Optional[Path], audio_dir: Optional[Path]) -> list[str]:
+    """Everything a paper preset needs that is not on this machine (empty when all is present)."""
+    from .embedders.classifiers import get_classifier
+    from .embedders.registry import get_info
+    from .models.checkpoints import resolve_lm_checkpoint
+    from .modules.conditioners import find_t5_folder
+    from .paths import find_hf_file, hf_repo_dir
+
+    spec = PAPER[preset]
+    missing: list[str] = []
+    cap = captions or spec["captions"]
+    if not Path(cap).is_file():
+        missing.append(f"caption file: {cap} (pass --captions)")
+    if audio_dir is None or not Path(audio_dir).is_dir():
+        missing.append(f"reference audio folder: --audio-dir (the {spec['reader']} clips, named by YouTube id)")
+    for name, repo in spec["models"].items():
+        try:
+            resolve_lm_checkpoint(repo)
+        except MissingWeightsError as exc:
+            missing.append(f"{name} checkpoint: {str(exc).splitlines()[0]} -> {hf_repo_dir(repo)}/snapshots/<rev>/state_dict.bin")
+        if find_hf_file(repo, "compression_state_dict.bin") is None:
+            missing.append(f"{name} codec: {hf_repo_dir(repo)}/snapshots/<rev>/compression_state_dict.bin")
+    try:
+        find_t5_folder(spec["text_encoder"])
+    except MissingWeightsError:
+        missing.append(f"text encoder {spec['text_encoder']}: {hf_repo_dir(spec['text_encoder'])}/snapshots/<rev>/ "
+                       "(config.json, model.safetensors, spiece.model, tokenizer.json)")
+    for emb in ("vggish", "clap"):
+        info_ = get_info(emb)
+        if info_.find_weights() is None:
+            missing.append(f"{emb} weights: {info_.weights}")
+    try:
+        clf = get_classifier("passt")
+        if not Path(clf.default_path()).is_file():
+            missing.append(f"PaSST weights (KL): {clf.default_path()}")
+    except MagnetEvalError as exc:
+        missing.append(f"PaSST classifier (KL): {exc}")
+    if find_hf_file("roberta-base", "config.json") is None and find_hf_file("FacebookAI/roberta-base", "config.json") is None:
+        missing.append(f"roberta-base (CLAP's text tower and tokenizer): {hf_repo_dir('roberta-base')}/snapshots/<rev>/")
+    return missing
+
+
+def run_paper(preset: str, out: Path, work: Path, captions: Optional[Path], audio_dir: Optional[Path],
+              device: str = "cuda", batch_size: int = 16, limit: Optional[int] = None, command: str = "") -> Path:
+    """Released checkpoints over MusicCaps / AudioCaps; refuses up front with the full list of missing files."""
+    missing = paper_requirements(preset, captions, audio_dir)
+    if missing:
+        raise MissingWeightsError(
+            f"reproduce --preset {preset} needs files that are not on this machine ({len(missing)}):\n  - "
+            + "\n  - ".join(missing)
+            + "\nNothing was run. Put them in place (no download is attempted) and run the same command again.")
+    from .cli.generate import run_generation
+    from .manifest import read_audiocaps, read_musiccaps
+    from .report import build_report
+
+    spec = PAPER[preset]
+    reader = read_musiccaps if spec["reader"] == "musiccaps" else read_audiocaps
+    res = reader(captions or spec["captions"], audio_dir)
+    reference = res.manifest.with_audio()
+    if limit:
+        reference = Manifest(reference.entries[:limit], reference.source)
+    ref_path = reference.write(work / "reference.jsonl")
+    systems = {"reference (real)": ref_path}
+    for name, repo in spec["models"].items():
+        systems[name] = run_generation(repo, str(ref_path), work / "generated" / name.replace(" ", "_"),
+                                       duration=spec["duration"], batch_size=batch_size, device=device)
+    results = [evaluate_system(n, p, ref_path, ref_path, work / "results", 200, 0, suite="paper") for n, p in systems.items()]
+    return build_report(results, out, audio_dirs={n: Path(p).parent for n, p in systems.items()},
+                        title=f"magnet-eval: {preset}", notes=[f"Command: {command}"] if command else [])
+
+
+def command_line() -> str:
+    return "magnet-eval " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -1,0 +1,340 @@
+"""Ready-made trainings: `train_codec`, `train_magnet`, `train_musicgen` and `train_tiny_suite`.
+
+These are what the CLI (`magnet-eval train ...`) and the reproduce pipeline call. Each reads a
+manifest (entries with `labels['split']` in train/valid/test; the rendered corpus has them),
+prepares its inputs once (audio for the codec; cached codec tokens and text-encoder outputs for the
+LMs), trains through `base.fit` (resumable), and returns the exported checkpoint path:
+
+- codec  -> OUT/compression_state_dict.bin            (C2's `save_codec` format)
+- magnet / musicgen -> OUT/state_dict.bin (audiocraft export, `checkpoints.save_lm`) with the codec
+  copied beside it as OUT/compression_state_dict.bin, so `magnet-eval generate --model OUT` works.
+
+A run whose recipe (data, codec, preset and every setting) matches a finished run in OUT is not
+repeated: its checkpoint is returned at once (`recipe_done.json`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, MagnetEvalError
+from ..manifest import Manifest, read_any
+from ..progress import info, track, warn
+from .base import TrainConfig, TrainResult, fit
+from .tokens import TokenSet, encode_clips, encode_texts, file_sha256, training_entries
+
+RECIPE_DONE = "recipe_done.json"
+CODEC_FILE = "compression_state_dict.bin"
+LM_FILE = "state_dict.bin"
+
+
+# ---- the tiny preset: sized for ~5 minutes per model on 2 CPU cores ---------------------------------
+@dataclass
+class TinyBudget:
+    """Default steps and batch sizes of the tiny preset (2 CPU cores, ~15 minutes for all three)."""
+
+    codec_steps: int = 600
+    codec_batch: int = 8
+    codec_segment_seconds: float = 1.0
+    codec_lr: float = 1e-3
+    lm_steps: int = 400
+    lm_batch: int = 16
+    lm_segment_seconds: float = 3.0
+    lm_lr: float = 2e-3
+
+
+TINY = TinyBudget()
+
+
+def _sha_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _reuse(out: Path, recipe: dict, steps: int, artifact: str) -> Optional[Path]:
+    """The artifact of a finished run in `out` with the same recipe and at least `steps` steps, else None."""
+    f = out / RECIPE_DONE
+    if not f.exists():
+        return None
+    try:
+        meta = json.loads(f.read_text())
+    except json.JSONDecodeError:
+        return None
+    path = out / artifact
+    if meta.get("recipe_hash") == _sha_json(recipe) and int(meta.get("steps", -1)) >= steps and path.exists():
+        return path
+    return None
+
+
+def _mark_done(out: Path, recipe: dict, result: TrainResult, artifact: Path) -> None:
+    (out / RECIPE_DONE).write_text(json.dumps({
+        "recipe_hash": _sha_json(recipe), "recipe": recipe, "steps": result.step, "artifact": str(artifact),
+        "metrics": result.metrics,
+    }, indent=2, default=str))
+
+
+def _train_config(base: dict, overrides: Optional[dict]) -> TrainConfig:
+    """TrainConfig from a recipe's defaults, bookkeeping intervals scaled to the run, then user overrides."""
+    steps = int(base["steps"])
+    base.setdefault("checkpoint_every", max(1, min(200, steps // 4)))
+    base.setdefault("valid_every", max(1, min(200, steps // 4)))
+    base.setdefault("log_every", max(1, min(10, steps // 20)))
+    base.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return TrainConfig(**base)
+
+
+def _is_main() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _manifest(data: Path | str | Manifest) -> tuple[Manifest, str]:
+    m = data if isinstance(data, Manifest) else read_any(data)
+    ids_hash = hashlib.sha256("\n".join(f"{e.id}:{e.audio_path}:{e.labels.get('split')}:{e.caption}" for e in m).encode()).hexdigest()[:16]
+    return m, ids_hash
+
+
+def _codec_module():
+    try:
+        from ..models import codec as codec_mod
+    except ImportError as exc:
+        raise MagnetEvalError(f"the codec module (magnet_eval.models.codec) is not available: {exc}") from exc
+    return codec_mod
+
+
+# ---- codec ------------------------------------------------------------------------------------------
+def train_codec(
+    data: Path | str | Manifest,
+    out_dir: Path | str,
+    preset: str = "tiny",
+    steps: int = TINY.codec_steps,
+    batch_size: int = TINY.codec_batch,
+    lr: float = TINY.codec_lr,
+    segment_seconds: float = TINY.codec_segment_seconds,
+    adversarial: bool = False,
+    seed: int = 0,
+    max_train_clips: Optional[int] = None,
+    kmeans_iters: int = 10,
+    train_overrides: Optional[dict] = None,
+) -> Path:
+    """Train the codec of `preset` on the manifest's training clips; returns OUT/compression_state_dict.bin."""
+    from .codec import CodecLossConfig, CodecSolver
+
+    out = Path(out_dir)
+    manifest, ids_hash = _manifest(data)
+    loss_cfg = CodecLossConfig(segment_seconds=segment_seconds, adversarial=adversarial)
+    tc = _train_config(dict(steps=steps, batch_size=batch_size, lr=lr, beta1=0.5, beta2=0.9, weight_decay=0.0,
+                            warmup_steps=max(1, min(100, steps // 20)), seed=seed), train_overrides)
+    recipe = {"kind": "codec", "preset": preset, "data": ids_hash, "loss": asdict(loss_cfg), "max_train_clips": max_train_clips,
+              "kmeans_iters": kmeans_iters, "train": {k: v for k, v in asdict(tc).items() if k not in ("checkpoint_every", "log_every", "valid_every", "device")}}
+    hit = _reuse(out, recipe, steps, CODEC_FILE)
+    if hit is not None:
+        info(f"codec: reusing {hit} (same recipe, already trained)")
+        return hit
+    cm = _codec_module()
+    torch.manual_seed(seed)
+    codec = cm.load_codec(preset, pretrained=False)
+    _limit_kmeans(codec, kmeans_iters)
+    sr = int(codec.sample_rate)
+    train_m, valid_m = training_entries(manifest)
+    if max_train_clips:
+        train_m = Manifest(train_m.entries[:max_train_clips])
+    train_audio = _load_audio([e.audio_path for e in train_m], sr, "loading training audio")
+    valid_audio = _load_audio([e.audio_path for e in valid_m][: loss_cfg.n_valid], sr, "loading validation audio")
+
+    def export(model: torch.nn.Module, folder: Path) -> Path:
+        return Path(cm.save_codec(model, folder / CODEC_FILE))
+
+    solver = CodecSolver(codec, sr, train_audio, valid_audio, export, loss_cfg,
+                         extra_config={"preset": preset, "data": ids_hash, "max_train_clips": max_train_clips})
+    result = fit(solver, tc, out)
+    artifact = out / CODEC_FILE
+    if _is_main():
+        _mark_done(out, recipe, result, artifact)
+        m = result.metrics
+        if m:
+            info(f"codec: SI-SNR {m.get('valid_si_snr_db', float('nan')):.2f} dB, mel distance "
+                 f"{m.get('valid_mel_distance', float('nan')):.3f} on {len(valid_audio)} validation clips")
+    return artifact
+
+
+def _limit_kmeans(codec: Any, iters: int) -> None:
+    """Fewer k-means iterations for the codebooks' data-dependent init on the first batch.
+
+    EnCodec runs 50 iterations over 2048 centroids per codebook; on 2 CPU cores that first step
+    alone takes minutes, while 10 iterations give nearly the same start (dead codes are replaced
+    during training anyway).
+    """
+    vq = getattr(getattr(codec, "quantizer", None), "vq", None)
+    for layer in getattr(vq, "layers", []):
+        cb = getattr(layer, "_codebook", None)
+        if cb is not None and hasattr(cb, "kmeans_iters"):
+            cb.kmeans_iters = int(iters)
+
+
+def _load_audio(paths: list, sr: int, description: str) -> list[np.ndarray]:
+    from ..audio import load_audio
+
+    return [load_audio(p, sr=sr, mono=True)[0].astype(np.float16) for p in track(paths, description)]
+
+
+# ---- language models ----------------------------------------------------------------------------------
+def _text_encoder(name: str, dim: int):
+    from ..modules.conditioners import build_text_conditioner
+
+    return build_text_conditioner(name, dim)
+
+
+def prepare_tokens(manifest: Manifest, codec: Any, codec_key: str, text_encoder: Optional[str], lm_dim: int
+                   ) -> tuple[TokenSet, TokenSet]:
+    """(train, valid) token sets from the cache, encoding whatever is missing.
+
+    codec_key identifies the codec weights (the checkpoint file's SHA-256) in the token cache.
+    """
+    codec.eval()
+    train_m, valid_m = training_entries(manifest)
+
+    def encode(wav: torch.Tensor) -> torch.Tensor:
+        return codec.encode(wav)
+
+    sets = []
+    encoder = None
+    for part, name in ((train_m, "train"), (valid_m, "valid")):
+        codes = encode_clips([e.audio_path for e in part], encode, int(codec.sample_rate), codec_key,
+                             description=f"tokens ({name})")
+        conds = None
+        if text_encoder:
+            if encoder is None:
+                encoder = _text_encoder(text_encoder, lm_dim)
+            conds = encode_texts([e.caption for e in part], encoder.encode_raw, f"{text_encoder}",
+                                 description=f"captions ({name})")
+        sets.append(TokenSet([e.id for e in part], codes, [e.caption for e in part], conds))
+    return sets[0], sets[1]
+
+
+def _train_lm(
+    kind: str,
+    data: Path | str | Manifest,
+    out_dir: Path | str,
+    codec: Path | str,
+    preset: str,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    segment_seconds: float,
+    cond_dropout: Optional[float],
+    seed: int,
+    ema: float,
+    text_encoder: Optional[str],
+    train_overrides: Optional[dict],
+    lm_overrides: Optional[dict],
+) -> Path:
+    from ..models.checkpoints import save_lm
+    from ..models.lm import build_lm
+    from ..models.presets import preset_config
+
+    out = Path(out_dir)
+    codec_path = Path(codec)
+    if codec_path.is_dir():
+        codec_path = codec_path / CODEC_FILE
+    if not codec_path.is_file():
+        raise CheckpointError(f"no codec checkpoint at {codec}: train one with `magnet-eval train codec` first "
+                              f"(it writes {CODEC_FILE})")
+    manifest, ids_hash = _manifest(data)
+    codec_hash = file_sha256(codec_path)
+    tc = _train_config(dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.1, beta1=0.9, beta2=0.95,
+                            warmup_steps=max(1, min(200, steps // 10)), ema_decay=ema, seed=seed), train_overrides)
+    dropout = cond_dropout if cond_dropout is not None else (0.3 if kind == "magnet" else 0.1)
+    recipe = {"kind": kind, "preset": preset, "data": ids_hash, "codec": codec_hash, "segment_seconds": segment_seconds,
+              "cond_dropout": dropout, "text_encoder": text_encoder, "lm_overrides": lm_overrides or {},
+              "train": {k: v for k, v in asdict(tc).items() if k not in ("checkpoint_every", "log_every", "valid_every", "device")}}
+    hit = _reuse(out, recipe, steps, LM_FILE)
+    if hit is not None:
+        info(f"{kind}: reusing {hit} (same recipe, already trained)")
+        return hit
+
+    cm = _codec_module()
+    codec_model = cm.load_codec(str(codec_path), device="cpu")
+    cfg = preset_config(f"{kind}-{preset}", codec=codec_model, text_encoder=text_encoder)
+    cfg = replace(cfg, segment_duration=float(segment_seconds), codec=str(codec_path), **(lm_overrides or {}))
+    enc_name = cfg.text_encoder if cfg.cross_attention else None
+    train_set, valid_set = prepare_tokens(manifest, codec_model, codec_hash, enc_name, cfg.dim)
+    if train_set.n_q < cfg.n_q:
+        raise MagnetEvalError(f"the codec gives {train_set.n_q} codebooks, the LM needs {cfg.n_q}")
+    segment_frames = int(round(segment_seconds * cfg.frame_rate))
+    torch.manual_seed(seed)
+    lm = build_lm(cfg)
+
+    def export(model: torch.nn.Module, folder: Path) -> Path:
+        path = save_lm(model, folder / LM_FILE, extra={"trained_steps_hint": steps})
+        sibling = folder / CODEC_FILE
+        if not sibling.exists() or file_sha256(sibling) != codec_hash:
+            shutil.copyfile(codec_path, sibling)
+        return path
+
+    extra = {"preset": preset, "data": ids_hash, "codec": codec_hash, "lm": cfg.to_dict()}
+    if kind == "magnet":
+        from .magnet import MagnetSolver
+
+        solver = MagnetSolver(lm, train_set, valid_set, segment_frames, export, span_len=cfg.span_len,
+                              cond_dropout=dropout, extra_config=extra)
+    else:
+        from .musicgen import MusicGenSolver
+
+        solver = MusicGenSolver(lm, train_set, valid_set, segment_frames, export, cond_dropout=dropout, extra_config=extra)
+    info(f"{kind}-{preset}: {lm.num_parameters / 1e6:.2f}M parameters, {len(train_set)} training clips, "
+         f"{len(valid_set)} validation clips, crops of {segment_frames} frames")
+    result = fit(solver, tc, out)
+    artifact = out / LM_FILE
+    if _is_main():
+        _mark_done(out, recipe, result, artifact)
+        m = result.metrics
+        if m:
+            info(f"{kind}: validation accuracy {m.get('valid_accuracy', float('nan')):.3f} "
+                 f"(most-frequent-token floor {m.get('valid_unigram_accuracy', float('nan')):.3f}, "
+                 f"chance {m.get('valid_chance_accuracy', float('nan')):.5f})")
+    return artifact
+
+
+def train_magnet(data: Path | str | Manifest, out_dir: Path | str, codec: Path | str, preset: str = "tiny",
+                 steps: int = TINY.lm_steps, batch_size: int = TINY.lm_batch, lr: float = TINY.lm_lr,
+                 segment_seconds: float = TINY.lm_segment_seconds, cond_dropout: Optional[float] = None,
+                 seed: int = 0, ema: float = 0.0, text_encoder: Optional[str] = None,
+                 train_overrides: Optional[dict] = None, lm_overrides: Optional[dict] = None) -> Path:
+    """Train MAGNeT on the codec's tokens of the manifest's clips; returns OUT/state_dict.bin."""
+    return _train_lm("magnet", data, out_dir, codec, preset, steps, batch_size, lr, segment_seconds, cond_dropout,
+                     seed, ema, text_encoder, train_overrides, lm_overrides)
+
+
+def train_musicgen(data: Path | str | Manifest, out_dir: Path | str, codec: Path | str, preset: str = "tiny",
+                   steps: int = TINY.lm_steps, batch_size: int = TINY.lm_batch, lr: float = TINY.lm_lr,
+                   segment_seconds: float = TINY.lm_segment_seconds, cond_dropout: Optional[float] = None,
+                   seed: int = 0, ema: float = 0.0, text_encoder: Optional[str] = None,
+                   train_overrides: Optional[dict] = None, lm_overrides: Optional[dict] = None) -> Path:
+    """Train the MusicGen baseline (delay pattern) on the same tokens; returns OUT/state_dict.bin."""
+    return _train_lm("musicgen", data, out_dir, codec, preset, steps, batch_size, lr, segment_seconds, cond_dropout,
+                     seed, ema, text_encoder, train_overrides, lm_overrides)
+
+
+def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0
+                     ) -> dict[str, Path]:
+    """Codec, then MAGNeT and MusicGen on its tokens, into OUT/{codec,magnet,musicgen}; finished parts are reused.
+
+    Returns {'codec': .../compression_state_dict.bin, 'magnet': .../state_dict.bin, 'musicgen': ...}.
+    """
+    out = Path(out_dir)
+    codec = train_codec(corpus_manifest, out / "codec", "tiny", budget.codec_steps, budget.codec_batch,
+                        budget.codec_lr, budget.codec_segment_seconds, seed=seed)
+    magnet = train_magnet(corpus_manifest, out / "magnet", codec, "tiny", budget.lm_steps, budget.lm_batch,
+                          budget.lm_lr, budget.lm_segment_seconds, seed=seed)
+    musicgen = train_musicgen(corpus_manifest, out / "musicgen", codec, "tiny", budget.lm_steps, budget.lm_batch,
+                              budget.lm_lr, budget.lm_segment_seconds, seed=seed)
+    return {"codec": codec, "magnet": magnet, "musicgen": musicgen}
