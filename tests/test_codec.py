@@ -8,7 +8,6 @@ reproduce), and the 24 kHz EnCodec state dict from the `encodec` package.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 
@@ -123,6 +122,8 @@ def audiocraft_codec_layout(sr=32000, channels=1, dimension=128, n_filters=64, r
 
 AUDIOCRAFT_XP = """
 solver: compression
+dora:
+  dir: /checkpoint/${{oc.env:USER_THAT_DOES_NOT_EXIST}}/experiments
 compression_model: encodec
 sample_rate: {sr}
 channels: 1
@@ -326,13 +327,13 @@ def test_save_round_trip_after_training_step(tmp_path):
 
 
 # ---- Hugging Face transformers layout -----------------------------------------------------------
-def _hf_small_model(seed=0):
+def _hf_small_model(seed=0, shortcut=False, causal=False):
     from transformers import EncodecConfig, EncodecModel
 
     frame_rate = 32000 / 640
     cfg = EncodecConfig(target_bandwidths=[4 * frame_rate * math.log2(64) / 1000], sampling_rate=32000,
                         audio_channels=1, normalize=False, hidden_size=16, num_filters=4, upsampling_ratios=[8, 5, 4, 4],
-                        use_causal_conv=False, use_conv_shortcut=False, codebook_size=64, pad_mode="reflect")
+                        use_causal_conv=causal, use_conv_shortcut=shortcut, codebook_size=64, pad_mode="reflect")
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -347,14 +348,16 @@ def _hf_small_model(seed=0):
     return model
 
 
-def test_hf_cache_layout_matches_transformers(caches):
-    hf = _hf_small_model()
+@pytest.mark.parametrize("shortcut,causal", [(False, False), (True, True)])
+def test_hf_cache_layout_matches_transformers(caches, shortcut, causal):
+    hf = _hf_small_model(shortcut=shortcut, causal=causal)
     folder = snapshot(caches, "facebook/encodec_32khz")
     hf.save_pretrained(folder)
     assert (folder / "config.json").is_file()
     codec = load_codec("encodec_32khz")
     assert (codec.sample_rate, codec.frame_rate, codec.n_q, codec.card) == (32000, 50, 4, 64)
-    assert codec.config.pad_mode == "reflect" and codec.config.true_skip
+    assert codec.config.pad_mode == "reflect" and codec.config.true_skip is not shortcut
+    assert codec.config.causal is causal
     wav = torch.randn(2, 1, 32000 + 123, generator=torch.Generator().manual_seed(5)) * 0.2
     with torch.no_grad():
         ref = hf.encode(wav, return_dict=True)
@@ -444,3 +447,34 @@ def test_unsupported_config_refused():
     with pytest.raises(CheckpointError, match="renormalize"):
         config_from_xp(xp.replace("renormalize: false", "renormalize: true"))
     assert isinstance(config_from_xp(xp), CodecConfig)
+
+
+def test_kmeans_covers_the_samples():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(5, 3, generator=g) * 10
+    samples = torch.cat([c + 0.01 * torch.randn(40, 3, generator=g) for c in centers])
+    torch.manual_seed(1)
+    means, counts = cm._kmeans(samples, 40, 30)  # more codes than clusters: every sample near a code
+    assert float(torch.cdist(samples, means).min(dim=1).values.max()) < 0.1
+    assert int(counts.sum()) == 200 and torch.isfinite(means).all()
+
+
+def test_first_training_batch_initialises_codebooks_by_kmeans():
+    codec = build_codec(CodecConfig(name="t", **SMALL, kmeans_init=True, kmeans_iters=50))
+    assert not any(bool(layer._codebook.inited) for layer in codec.quantizer.vq.layers)
+    wav = torch.randn(4, 1, 16000, generator=torch.Generator().manual_seed(0)) * 0.2  # 100 frames, 64 codes
+    codec.init_codebooks(wav)
+    with torch.no_grad():
+        z = codec.latents(wav)
+    layers = codec.quantizer.vq.layers
+    assert all(bool(layer._codebook.inited) for layer in layers)
+    x = z.transpose(1, 2).reshape(-1, z.shape[1])
+    e0 = layers[0]._codebook.embed
+    assign = torch.cdist(x, e0).argmin(dim=1)
+    for j in assign.unique()[:10]:  # a Lloyd fixed point: each used code is the mean of its samples
+        assert torch.allclose(e0[j], x[assign == j].mean(0), atol=1e-4)
+    r1 = x - e0[assign]  # layer 1 was fitted to the residuals, not to the latents
+    assert float(torch.cdist(r1, layers[1]._codebook.embed).min(dim=1).values.mean()) < float(r1.norm(dim=1).mean())
+    codec.train()
+    recon, codes, commit = codec(wav)  # already initialised: no second k-means, a normal EMA step
+    assert recon.shape == wav.shape and torch.isfinite(commit)

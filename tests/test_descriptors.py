@@ -256,11 +256,13 @@ def test_bad_audio_is_refused():
 
 def test_fluidsynth_c_major_progression(tmp_path):
     need_fluidsynth()
+    import subprocess
+
     from magnet_eval.audio import load_audio
-    from magnet_eval.music.render import render_midi
 
     midi = write_c_major_midi(tmp_path / "cmaj.mid")
-    render_midi(midi, tmp_path / "cmaj.wav", SR)
+    subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(SR), "-F", str(tmp_path / "cmaj.wav"),
+                    str(SOUNDFONT), str(midi)], check=True, capture_output=True)
     x, sr = load_audio(tmp_path / "cmaj.wav", sr=SR)
     d = extract_descriptors(x[: 8 * SR], sr)
     assert d.label("key") == "C major"

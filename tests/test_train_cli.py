@@ -71,8 +71,9 @@ def _ok(result) -> None:
         raise AssertionError(f"exit {result.exit_code}\n{result.output}\n{result.exception!r}")
 
 
-LM_ARGS = ["--steps", "4", "--batch-size", "2", "--segment-seconds", "0.5", "--text-encoder", "random",
-           "--checkpoint-every", "2", "--valid-every", "2", "--log-every", "1", "--threads", "1"]
+SMALL = ["--dim", "32", "--num-layers", "1", "--num-heads", "2", "--text-encoder", "random", "--threads", "1"]
+LM_ARGS = ["--steps", "4", "--batch-size", "2", "--segment-seconds", "0.5", "--checkpoint-every", "2", "--valid-every", "2",
+           "--log-every", "1", *SMALL]
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,7 @@ def test_magnet_command_trains_and_generate_loads_it(corpus, codec_ckpt, tmp_pat
     from magnet_eval.models.generator import load_generator
 
     gen = load_generator(out)
-    assert gen.kind == "magnet" and gen.lm.cfg.segment_duration == 0.5
+    assert gen.kind == "magnet" and gen.lm.cfg.segment_duration == 0.5 and gen.lm.cfg.dim == 32
     codes, wav, sr = gen.generate(["a chord"], duration=0.3, decoding_steps=[2, 1, 1, 1])
     assert sr == SR and np.isfinite(wav).all() and codes.shape[1] == 4
 
@@ -158,8 +159,7 @@ def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProce
 
 def test_killed_run_resumes_to_the_same_weights(corpus, codec_ckpt, tmp_path):
     args = ["train", "magnet", "--data", str(corpus), "--codec", str(codec_ckpt), "--steps", "6", "--batch-size", "2",
-            "--segment-seconds", "0.5", "--text-encoder", "random", "--checkpoint-every", "2", "--valid-every", "3",
-            "--log-every", "1", "--threads", "1"]
+            "--segment-seconds", "0.5", "--checkpoint-every", "2", "--valid-every", "3", "--log-every", "1", *SMALL]
     killed = tmp_path / "killed"
     first = _cli(*args, "--out", str(killed), env_extra={KILL_ENV: "5"})
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
@@ -183,8 +183,8 @@ def test_torchrun_two_cpu_processes_hold_identical_weights(corpus, codec_ckpt, t
     out = tmp_path / "ddp"
     cmd = [str(VENV_BIN / "torchrun"), "--standalone", "--nnodes", "1", "--nproc_per_node", "2", "--no-python",
            str(VENV_BIN / "magnet-eval"), "train", "magnet", "--data", str(corpus), "--codec", str(codec_ckpt),
-           "--out", str(out), "--steps", "3", "--batch-size", "4", "--segment-seconds", "0.5", "--text-encoder",
-           "random", "--checkpoint-every", "3", "--valid-every", "3", "--log-every", "1", "--threads", "1"]
+           "--out", str(out), "--steps", "3", "--batch-size", "4", "--segment-seconds", "0.5", "--checkpoint-every", "3",
+           "--valid-every", "3", "--log-every", "1", *SMALL]
     env = dict(os.environ, MAGNET_EVAL_NO_PROGRESS="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -360,7 +360,7 @@ def _summary(times: list[float], batch_size: int, duration: float) -> dict:
         "repeats": len(times), "latency_median_s": med, "latency_q25_s": q25, "latency_q75_s": q75,
         "latency_iqr_s": q75 - q25, "latency_min_s": float(arr.min()), "latency_max_s": float(arr.max()),
         "latency_mean_s": float(statistics.fmean(times)), "samples_per_s": batch_size / med if med > 0 else math.nan,
-        "rtf": med / (batch_size * duration) if duration > 0 else math.nan, "times_s": json.dumps([round(t, 6) for t in times]),
+        "rtf": med / (batch_size * duration) if duration > 0 else math.nan, "times_s": json.dumps([round(t, 9) for t in times]),
     }
 
 

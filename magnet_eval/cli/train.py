@@ -85,6 +85,9 @@ def _lm_command(kind: str):
         cond_dropout: Optional[float] = typer.Option(None, "--cond-dropout", help="Condition dropout for CFG (default: MAGNeT 0.3, MusicGen 0.1)."),
         text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="Override the preset's text encoder (minilm, t5-base)."),
         ema: float = typer.Option(0.0, "--ema", help="EMA decay of the weights (0 = off); exports use the EMA weights."),
+        dim: Optional[int] = typer.Option(None, "--dim", help="Override the preset's transformer width."),
+        num_layers: Optional[int] = typer.Option(None, "--num-layers", help="Override the preset's number of layers."),
+        num_heads: Optional[int] = typer.Option(None, "--num-heads", help="Override the preset's attention heads."),
         seed: int = typer.Option(0, "--seed"),
         checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every"),
         valid_every: Optional[int] = typer.Option(None, "--valid-every"),
@@ -104,6 +107,7 @@ def _lm_command(kind: str):
             lr or recipes.TINY.lm_lr, segment_seconds or recipes.TINY.lm_segment_seconds, cond_dropout=cond_dropout,
             seed=seed, ema=ema, text_encoder=text_encoder,
             train_overrides=_overrides(checkpoint_every, valid_every, log_every, precision, device, warmup, grad_clip),
+            lm_overrides={k: v for k, v in {"dim": dim, "num_layers": num_layers, "num_heads": num_heads}.items() if v},
         )
         _finish()
         typer.echo(str(path))

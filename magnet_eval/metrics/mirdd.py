@@ -16,7 +16,7 @@ neither bins, smoothing nor direction; they are fixed here (docs/metrics.md, "MI
 - Direction: KL(reference || generated) = sum_i p_ref,i log(p_ref,i / p_gen,i), natural log,
   as audiocraft's KL (it penalises reference modes the generator misses).
 - Confidence interval: clips of both populations resampled with replacement, bias-corrected
-  percentile interval (`_common.bootstrap_interval`).
+  percentile interval (`_common.bootstrap_interval`), its lower end floored at 0.
 - Per sample: each generated clip's leave-one-out contribution, MIRDD(all) - MIRDD(without it)
   (positive = the clip pulls the population away from the reference), plus its count
   descriptors as numbers (`mir/<name>`).
@@ -188,7 +188,7 @@ class MIRDD:
                 per_clip[f"mir/{n}"] = {i: c.value(n) for i, c in zip(self._gen_ids, self._gen)}
 
         common = dict(n_generated=n_gen, n_reference=n_ref)
-        lo, hi = bootstrap_interval(boots.mean(axis=1), total, self.ci) if len(boots) else (math.nan, math.nan)
+        lo, hi = _interval(boots.mean(axis=1), total, self.ci) if len(boots) else (math.nan, math.nan)
         results = [MetricResult(
             "mirdd", total, lo, hi, per_sample=per_clip,
             details={"descriptors": {n: float(v) for n, v in zip(self.names, kls)}, "smoothing": self.smoothing,
@@ -196,7 +196,7 @@ class MIRDD:
                      "n_bootstrap": int(len(boots)), "ci": self.ci},
             **common)]
         for j, n in enumerate(self.names):
-            lo, hi = bootstrap_interval(boots[:, j], float(kls[j]), self.ci) if len(boots) else (math.nan, math.nan)
+            lo, hi = _interval(boots[:, j], float(kls[j]), self.ci) if len(boots) else (math.nan, math.nan)
             d = descriptor(n)
             p = smoothed_distribution(ref_c[n], float(n_ref), self.smoothing)
             q = smoothed_distribution(gen_c[n], float(n_gen), self.smoothing)
@@ -250,6 +250,12 @@ class MIRDD:
         results[0].details.update({"extractor": weights_id(), "stem_plus_context": key is not None,
                                    "context_stem": key})
         return results
+
+
+def _interval(samples: np.ndarray, estimate: float, ci: float) -> tuple[float, float]:
+    """The shared bias-corrected bootstrap interval, its lower end kept at >= 0 (a KL is never negative)."""
+    lo, hi = bootstrap_interval(samples, estimate, ci)
+    return (max(lo, 0.0) if math.isfinite(lo) else lo), hi
 
 
 def _top(bins: Sequence[str], p: np.ndarray, k: int = 5) -> dict[str, float]:

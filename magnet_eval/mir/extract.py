@@ -23,10 +23,6 @@ from .descriptors import DESCRIPTOR_VERSION, SAMPLE_RATE, VECTOR_SIZE, ClipDescr
 
 CACHE_NAME = "mir-descriptors"
 
-# (clip id, audio path, context path or None)
-Item = tuple[str, str, "str | None"]
-
-
 def stem_plus_context(stem: np.ndarray, context: np.ndarray) -> np.ndarray:
     """The generated stem summed with its context mix, as StemGen measures MIRDD.
 

@@ -27,6 +27,7 @@ audiocraft). Missing weights raise MissingWeightsError naming the file and the c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
@@ -254,6 +255,40 @@ class Codec(nn.Module):
         """Codes [B, K, F] -> waveform [B, C, F * hop_length] (callers trim to their own length)."""
         return self.decoder(self.decode_latent(codes))
 
+    @torch.no_grad()
+    def init_codebooks(self, wav: torch.Tensor) -> None:
+        """k-means-initialise the codebooks that are not initialised yet on the latents of `wav` [B, C, T].
+
+        Training does this by itself on its first batch; calling it first with more audio than one
+        batch (at least `card` frames: 41 s for 2048 codes at 50 Hz) gives every code a distinct
+        start instead of duplicated frames.
+        """
+        self._kmeans_init_(self.encoder(self._check_wav(wav)))
+
+    @torch.no_grad()
+    def _kmeans_init_(self, z: torch.Tensor) -> None:
+        """k-means initialisation of codebooks that are not initialised yet, on this batch's residuals.
+
+        Same algorithm as the `encodec` package's lazy init (random starting vectors, `kmeans_iters`
+        Lloyd steps, empty clusters keep their vector), but with [N, C] matrix distances instead of
+        an [N, C, D] difference tensor: for the tiny codec on 400 frames that is milliseconds
+        instead of over a minute on a loaded 2-core CPU.
+        """
+        layers = self.quantizer.vq.layers
+        if all(bool(layer._codebook.inited) for layer in layers):
+            return
+        residual = z.detach().transpose(1, 2).reshape(-1, z.shape[1]).float()  # [N, D]
+        for layer in layers:
+            cb = layer._codebook
+            if not bool(cb.inited):
+                means, counts = _kmeans(residual, cb.codebook_size, cb.kmeans_iters)
+                cb.embed.data.copy_(means)
+                cb.embed_avg.data.copy_(means)
+                cb.cluster_size.data.copy_(counts.to(cb.cluster_size.dtype))
+                cb.inited.data.fill_(1)
+            idx = _nearest(residual, cb.embed)
+            residual = residual - cb.embed[idx]
+
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pass: (reconstruction [B, C, T], codes [B, K, F], commitment loss scalar).
 
@@ -264,10 +299,33 @@ class Codec(nn.Module):
         wav = self._check_wav(wav)
         length = wav.shape[-1]
         z = self.encoder(wav)
+        if self.training:
+            self._kmeans_init_(z)
         quantized, codes, losses = self.quantizer.vq(z, n_q=self.total_codebooks)
         recon = self.decoder(quantized)[..., :length]
         commit = torch.mean(losses) if isinstance(losses, torch.Tensor) else torch.zeros((), device=wav.device)
         return recon, codes.transpose(0, 1), commit
+
+
+def _nearest(x: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest codebook vector (squared Euclidean) for each row of x [N, D]."""
+    dist = x.pow(2).sum(1, keepdim=True) - 2 * x @ embed.t() + embed.pow(2).sum(1)[None]
+    return dist.argmin(dim=1)
+
+
+def _kmeans(samples: torch.Tensor, k: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means from k random samples (with replacement when there are fewer than k)."""
+    n = samples.shape[0]
+    start = torch.randperm(n, device=samples.device)[:k] if n >= k else torch.randint(0, n, (k,), device=samples.device)
+    means = samples[start].clone()
+    counts = torch.zeros(k, device=samples.device)
+    for _ in range(max(1, iters)):
+        assign = _nearest(samples, means)
+        counts = torch.bincount(assign, minlength=k).to(samples.dtype)
+        sums = torch.zeros_like(means).index_add_(0, assign, samples)
+        new = sums / counts.clamp(min=1)[:, None]
+        means = torch.where((counts == 0)[:, None], means, new)
+    return means, counts
 
 
 # ---- building -----------------------------------------------------------------------------------
@@ -278,7 +336,7 @@ def build_codec(config: CodecConfig | str, seed: Optional[int] = 0) -> Codec:
     but keep `inited = not kmeans_init`, so training still starts with k-means on its first batch.
     """
     cfg = resolve_config(config) if isinstance(config, str) else config
-    gen_ctx = torch.random.fork_rng(devices=[]) if seed is not None else _nullcontext()
+    gen_ctx = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
     with gen_ctx:
         if seed is not None:
             torch.manual_seed(seed)
@@ -291,14 +349,6 @@ def build_codec(config: CodecConfig | str, seed: Optional[int] = 0) -> Codec:
                 cb.embed.data.copy_(emb)
                 cb.embed_avg.data.copy_(emb)
     return codec.eval()
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _build_encodec_24khz() -> Codec:
@@ -325,10 +375,22 @@ def config_from_xp(xp_cfg: Any) -> CodecConfig:
 
     try:
         cfg = OmegaConf.create(xp_cfg) if isinstance(xp_cfg, str) else OmegaConf.create(dict(xp_cfg))
-        d = OmegaConf.to_container(cfg, resolve=True)
-    except Exception as exc:  # malformed YAML or unresolvable interpolation
+    except Exception as exc:  # malformed YAML
         raise CheckpointError(f"cannot read the codec's xp.cfg: {exc}") from exc
-    assert isinstance(d, dict)
+    # resolve only what the codec needs: real configs hold interpolations like ${oc.env:USER} elsewhere
+    d: dict[str, Any] = {}
+    for key in ("solver", "compression_model", "sample_rate", "channels", "encodec", "seanet", "rvq", "magnet_eval"):
+        if key not in cfg:
+            continue
+        try:
+            node = cfg[key]
+            d[key] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        except Exception as exc:  # noqa: BLE001 - unresolvable interpolation
+            raise CheckpointError(f"cannot resolve xp.cfg entry {key!r}: {exc}") from exc
+    if "seanet" not in d or "rvq" not in d:
+        solver = d.get("solver")
+        raise CheckpointError(f"this xp.cfg does not describe an EnCodec codec (no seanet/rvq sections; solver="
+                              f"{solver!r}): an LM state_dict.bin rather than a compression_state_dict.bin?")
     model = d.get("compression_model", "encodec")
     if model != "encodec":
         raise CheckpointError(f"compression_model={model!r} is not supported (only 'encodec')")
@@ -661,10 +723,18 @@ def _load_hub(repo: str, device: str | torch.device) -> Codec:
 
 def _load_named(key: str, device: str | torch.device) -> Codec:
     if key == "encodec_24khz":
+        th = torch_hub_dir() / "checkpoints" / ENCODEC_24KHZ_FILE
+        folder = None if th.is_file() else _hf_encodec_folder("facebook/encodec_24khz")
+        if folder is not None:  # the transformers conversion of the same model
+            codec = load_hf_encodec(folder, device=device)
+            codec.config.name = "encodec_24khz"
+            codec.set_num_codebooks(8)
+            return codec
         path = find_weights(
             f"EnCodec 24 kHz weights {ENCODEC_24KHZ_FILE}",
             [torch_hub_dir() / "checkpoints" / ENCODEC_24KHZ_FILE],
-            put_here=torch_hub_dir() / "checkpoints" / ENCODEC_24KHZ_FILE, source=ENCODEC_24KHZ_URL)
+            put_here=torch_hub_dir() / "checkpoints" / ENCODEC_24KHZ_FILE, source=ENCODEC_24KHZ_URL,
+            extra=[f"  (or the transformers files of facebook/encodec_24khz in {hf_repo_dir('facebook/encodec_24khz')})"])
         codec = _build_encodec_24khz()
         return load_state_checked(codec, _torch_load(path), str(path)).to(device)
     repo = {"encodec_32khz": "facebook/encodec_32khz", "encodec_16khz": None}[key]

@@ -35,6 +35,8 @@ table { border-collapse: collapse; font-size: 0.88em; margin: 0.8em 0; }
 th, td { border: 1px solid var(--line); padding: 5px 9px; text-align: left; vertical-align: top; }
 th { background: #f2f4f7; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.wide { min-width: 220px; font-size: 0.85em; }
+.scroll { overflow-x: auto; max-width: 100%; }
 td.na { background: var(--na); color: #8a5a00; font-style: italic; }
 td.err { background: var(--bad); color: #9b1c1c; font-style: italic; }
 img.plot { max-width: 100%; border: 1px solid var(--line); margin: 0.6em 0; }
@@ -57,7 +59,7 @@ def _safe(text: str) -> str:
 
 
 def frame_to_html(frame: "pd.DataFrame", numeric: Sequence[str] = (), status_col: str | None = None,
-                  css_class: str = "") -> str:
+                  css_class: str = "", wide: Sequence[str] = ()) -> str:
     """An HTML table; 'weights not available' cells are amber, other non-ok statuses in `status_col` red."""
     head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
     body = []
@@ -65,7 +67,7 @@ def frame_to_html(frame: "pd.DataFrame", numeric: Sequence[str] = (), status_col
         cells = []
         for col, val in zip(frame.columns, row):
             text = "-" if val is None or (isinstance(val, float) and math.isnan(val)) else str(val)
-            cls = "num" if col in numeric else ""
+            cls = "num" if col in numeric else ("wide" if col in wide else "")
             if text == "weights not available" or text == "not run":
                 cls = "na"
             elif col == status_col and text not in ("ok", "-"):
@@ -73,7 +75,8 @@ def frame_to_html(frame: "pd.DataFrame", numeric: Sequence[str] = (), status_col
             cells.append(f'<td class="{cls}">{_e(text)}</td>' if cls else f"<td>{_e(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cls_attr = f' class="{css_class}"' if css_class else ""
-    return f"<table{cls_attr}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (f'<div class="scroll"><table{cls_attr}><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _table1_html(display: "pd.DataFrame", t1: "pd.DataFrame") -> str:
@@ -263,7 +266,7 @@ def render_page(
             parts.append(f'<img class="plot" alt="latency and throughput" src="{png_data_uri(plots["latency"])}">')
         parts.append(frame_to_html(latency_display(latency), numeric=[h for c, h in LATENCY_COLUMNS if c not in
                                                                       ("model", "device", "dtype", "status", "error")],
-                                   status_col="status"))
+                                   status_col="status", wide=["note"]))
     if audio_rows:
         parts += ["<h2>Audio samples</h2>",
                   f'<p class="meta">{len(audio_rows)} prompts, one player per system.</p>',

@@ -58,7 +58,8 @@ def plot_metric_bars(results: "pd.DataFrame", out_png: str | Path, metrics: Sequ
             r = rows.iloc[-1]
             v = float(r["value"])
             if r["status"] != "ok" or not math.isfinite(v):
-                ax.text(0.02, i, str(r["status"])[:40], va="center", ha="left", fontsize=7, color="0.35",
+                label = str(r["status"])[:40] if r["status"] != "ok" else "no value"
+                ax.text(0.02, i, label, va="center", ha="left", fontsize=7, color="0.35",
                         style="italic", transform=ax.get_yaxis_transform())
                 continue
             lo, hi = float(r["ci_low"]), float(r["ci_high"])

@@ -515,8 +515,10 @@ def fit(solver: Solver, cfg: TrainConfig, out_dir: Path | str, dist_info: Option
                 progress.update(task, completed=done)
             if done % cfg.valid_every == 0 or done == cfg.steps:
                 last_metrics = run_validation(done) or last_metrics
+                window_t = time.perf_counter()  # tokens/s counts training time only
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 save(done, elapsed0 + time.perf_counter() - t_start)
+                window_t = time.perf_counter()
             if kill_at and done == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
     finally:

@@ -54,6 +54,8 @@ class MusicGenSolver(Solver):
         extra_config: Optional[dict] = None,
     ):
         self.model = LMTrainModule(lm, predictions=True)
+        # without text the condition projection gets no gradient: DDP must be told
+        self.find_unused_parameters = train.conditions is None
         self.lm = lm
         self.train_set = train
         self.valid_set = valid

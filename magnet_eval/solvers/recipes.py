@@ -123,6 +123,7 @@ def train_codec(
     seed: int = 0,
     max_train_clips: Optional[int] = None,
     kmeans_iters: int = 10,
+    loss_overrides: Optional[dict] = None,
     train_overrides: Optional[dict] = None,
 ) -> Path:
     """Train the codec of `preset` on the manifest's training clips; returns OUT/compression_state_dict.bin."""
@@ -130,7 +131,7 @@ def train_codec(
 
     out = Path(out_dir)
     manifest, ids_hash = _manifest(data)
-    loss_cfg = CodecLossConfig(segment_seconds=segment_seconds, adversarial=adversarial)
+    loss_cfg = CodecLossConfig(segment_seconds=segment_seconds, adversarial=adversarial, **(loss_overrides or {}))
     tc = _train_config(dict(steps=steps, batch_size=batch_size, lr=lr, beta1=0.5, beta2=0.9, weight_decay=0.0,
                             warmup_steps=max(1, min(100, steps // 20)), seed=seed), train_overrides)
     recipe = {"kind": "codec", "preset": preset, "data": ids_hash, "loss": asdict(loss_cfg), "max_train_clips": max_train_clips,
@@ -153,6 +154,7 @@ def train_codec(
     def export(model: torch.nn.Module, folder: Path) -> Path:
         return Path(cm.save_codec(model, folder / CODEC_FILE))
 
+    _prepare_codebooks(codec, train_audio, max(1, batch_size), int(round(segment_seconds * sr)), seed)
     solver = CodecSolver(codec, sr, train_audio, valid_audio, export, loss_cfg,
                          extra_config={"preset": preset, "data": ids_hash, "max_train_clips": max_train_clips})
     result = fit(solver, tc, out)
@@ -178,6 +180,44 @@ def _limit_kmeans(codec: Any, iters: int) -> None:
         cb = getattr(layer, "_codebook", None)
         if cb is not None and hasattr(cb, "kmeans_iters"):
             cb.kmeans_iters = int(iters)
+
+
+def _prepare_codebooks(codec: Any, audio: list[np.ndarray], batch_size: int, segment: int, seed: int,
+                       init_clips: int = 64) -> None:
+    """Tune EnCodec's codebook bookkeeping to small CPU batches, then initialise the codebooks on many crops.
+
+    - Dead-code threshold: EnCodec replaces a code whose EMA usage per step falls below 2, which
+      suits batches of thousands of frames; with a few hundred frames per step and 2048 codes almost
+      every code would be replaced at every step (the codebooks churn and the codec stops learning).
+      The threshold becomes a quarter of the average usage per code, so a code is replaced when it
+      has been idle for a while.
+    - Initialisation: k-means on the first training batch would see only batch_size crops; here the
+      (untrained) codec runs once in train mode on `init_clips` random crops, so each residual
+      codebook is initialised by k-means on thousands of vectors.
+    """
+    vq = getattr(getattr(codec, "quantizer", None), "vq", None)
+    layers = list(getattr(vq, "layers", []))
+    frames_per_step = batch_size * max(1, segment // int(codec.hop_length))
+    threshold = 0.25 * frames_per_step / max(int(codec.card), 1)
+    for layer in layers:
+        cb = getattr(layer, "_codebook", None)
+        if cb is not None and hasattr(cb, "threshold_ema_dead_code"):
+            cb.threshold_ema_dead_code = min(float(cb.threshold_ema_dead_code), threshold)
+    if not layers or all(bool(getattr(l._codebook, "inited", True)) for l in layers):
+        return
+    g = torch.Generator().manual_seed(seed)
+    crops = []
+    for _ in range(init_clips):
+        a = audio[int(torch.randint(0, len(audio), (1,), generator=g))]
+        off = int(torch.randint(0, max(1, len(a) - segment + 1), (1,), generator=g))
+        crops.append(torch.from_numpy(a[off: off + segment].astype(np.float32)))
+    n = min(len(c) for c in crops)
+    wav = torch.stack([c[:n] for c in crops])[:, None]
+    was_training = codec.training
+    codec.train()
+    with torch.no_grad():
+        codec(wav)  # k-means init of every residual codebook (and one EMA update)
+    codec.train(was_training)
 
 
 def _load_audio(paths: list, sr: int, description: str) -> list[np.ndarray]:
