@@ -1,4 +1,4 @@
-"""Shared test settings: an isolated cache per test session, no progress bars, offline hubs."""
+"""Shared test settings: no progress bars, offline hubs (the toolkit cache stays where the wheels are)."""
 
 import os
 from pathlib import Path

@@ -41,7 +41,7 @@ class FakeGenerator:
             x = self.lm(x)
         if self.alloc_mb:
             block = np.ones(self.alloc_mb * batch_size * 2**20 // 8)  # touched pages count in the RSS
-            time.sleep(0.03)
+            time.sleep(0.25)  # several sampling periods, even on a loaded machine
             assert block[-1] == 1.0
         time.sleep(self.per_item_s * batch_size * duration)
         return None, np.zeros((batch_size, int(100 * duration)), np.float32), 100

@@ -196,3 +196,21 @@ def test_torchrun_two_cpu_processes_hold_identical_weights(corpus, codec_ckpt, t
     assert cfg["world_size"] == 2
     log = pd.read_csv(out / "train_log.csv")
     assert list(log.query("phase == 'train'").step) == [1, 2, 3]  # one log, written by rank 0
+
+
+def test_tiny_suite_trains_all_three_then_reuses_them(corpus, tmp_path):
+    from magnet_eval.solvers.recipes import TinyBudget, train_tiny_suite
+
+    budget = TinyBudget(codec_steps=2, codec_batch=2, codec_segment_seconds=0.5, lm_steps=2, lm_batch=2,
+                        lm_segment_seconds=0.5)
+    paths = train_tiny_suite(corpus, tmp_path / "suite", budget)
+    assert set(paths) == {"codec", "magnet", "musicgen"}
+    assert paths["codec"].name == "compression_state_dict.bin"
+    assert paths["magnet"] == tmp_path / "suite" / "magnet" / "state_dict.bin"
+    stamps = {k: p.stat().st_mtime_ns for k, p in paths.items()}
+    again = train_tiny_suite(corpus, tmp_path / "suite", budget)
+    assert again == paths and {k: p.stat().st_mtime_ns for k, p in again.items()} == stamps
+    # more steps: only the changed parts train again (the LMs depend on the unchanged codec)
+    more = train_tiny_suite(corpus, tmp_path / "suite", TinyBudget(**{**budget.__dict__, "lm_steps": 3}))
+    assert more["codec"].stat().st_mtime_ns == stamps["codec"]
+    assert more["magnet"].stat().st_mtime_ns != stamps["magnet"]

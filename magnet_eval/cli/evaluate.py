@@ -68,6 +68,8 @@ def main(
     strict_pairing: bool = typer.Option(False, "--strict-pairing", help="Paired metrics fail when reference ids have no generated clip."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder (default: ~/.cache/magnet-eval/embeddings)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
+    ledger: Optional[Path] = typer.Option(None, "--ledger", help="Results ledger (SQLite; default ~/.cache/magnet-eval/ledger.sqlite)."),
+    no_ledger: bool = typer.Option(False, "--no-ledger", help="Do not append this run to the results ledger."),
 ) -> None:
     """Measure generated audio against a reference: FAD (+FAD-inf), KAD, KL, CLAP score, MIRDD, chroma."""
     from ..embedding_cache import EmbeddingCache
@@ -86,6 +88,10 @@ def main(
         on_error="row" if keep_going else "raise", strict_pairing=strict_pairing,
     )
     paths = save_results(results, per_sample, out)
+    if not no_ledger:
+        from ..ledger import record_results
+
+        record_results(results, checkpoint=name, source=paths["results"], ledger=ledger)
     print_results(results)
     print_outliers(per_sample)
     info(f"wrote {paths['results']}, {paths['csv']} and {paths['per_sample']}")

@@ -43,7 +43,7 @@ DONE_NAME = "train_done.json"
 KILL_ENV = "MAGNET_EVAL_KILL_AT_STEP"  # testing hook: SIGKILL this process right after that step
 
 # Settings that may change between a killed run and its resumption without invalidating it.
-_RESUMABLE_KEYS = ("steps", "checkpoint_every", "log_every", "valid_every", "device")
+_RESUMABLE_KEYS = ("steps", "warmup_steps", "checkpoint_every", "log_every", "valid_every", "device")
 
 
 @dataclass

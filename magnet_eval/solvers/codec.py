@@ -26,9 +26,10 @@ from .base import Solver, StepOutput, StepRandom
 
 @dataclass
 class CodecLossConfig:
-    """Loss weights and settings (audiocraft's EnCodec recipe without the adversary unless asked)."""
+    """Loss weights and settings: audiocraft's EnCodec recipe (l1 0.1 with an adversary) reweighted for
+    training without one: the waveform L1 gets weight 1 so phase is learned from the loss alone."""
 
-    l1: float = 0.1
+    l1: float = 1.0
     mel: float = 1.0
     commit: float = 1.0
     adversarial: bool = False

@@ -43,8 +43,8 @@ class TinyBudget:
 
     codec_steps: int = 600
     codec_batch: int = 8
-    codec_segment_seconds: float = 1.0
-    codec_lr: float = 1e-3
+    codec_segment_seconds: float = 0.5
+    codec_lr: float = 2e-3
     lm_steps: int = 400
     lm_batch: int = 16
     lm_segment_seconds: float = 3.0
