@@ -214,3 +214,9 @@ def test_tiny_suite_trains_all_three_then_reuses_them(corpus, tmp_path):
     more = train_tiny_suite(corpus, tmp_path / "suite", TinyBudget(**{**budget.__dict__, "lm_steps": 3}))
     assert more["codec"].stat().st_mtime_ns == stamps["codec"]
     assert more["magnet"].stat().st_mtime_ns != stamps["magnet"]
+    # a retrained codec makes the LM runs stale: they are set aside (not deleted) and trained again
+    newer = train_tiny_suite(corpus, tmp_path / "suite", TinyBudget(**{**budget.__dict__, "codec_steps": 3, "lm_steps": 3}))
+    assert newer["codec"].stat().st_mtime_ns != stamps["codec"]
+    stale = sorted(p.name for p in (tmp_path / "suite").iterdir() if ".stale-" in p.name)
+    assert len(stale) == 2 and stale[0].startswith("magnet.stale-") and stale[1].startswith("musicgen.stale-")
+    assert json.loads((tmp_path / "suite" / "magnet" / "train_done.json").read_text())["step"] == 3

@@ -112,6 +112,16 @@ def is_oom(exc: BaseException) -> bool:
 # ----------------------------------------------------------------------------- measuring
 
 
+def _release_free_heap() -> None:
+    """Give freed heap pages back to the OS (glibc malloc_trim) so an RSS delta sees reused memory too."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _rss_bytes() -> int | None:
     try:
         with open("/proc/self/status", encoding="ascii") as f:
@@ -148,6 +158,7 @@ class PeakMemory:
             self._base = torch.cuda.memory_allocated(self.device)
             self.kind = "cuda max_memory_allocated"
         else:
+            _release_free_heap()
             rss = _rss_bytes()
             if rss is None:
                 self._base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -290,7 +290,7 @@ class _Log:
 
 
 def plot_log(log_csv: Path, out_png: Path, title: str = "") -> Optional[Path]:
-    """Loss curves (train, validation) and the validation accuracy/quality metrics against step."""
+    """Loss curves (train, validation), then validation accuracies, then each other validation metric."""
     import pandas as pd
 
     df = pd.read_csv(log_csv)
@@ -303,8 +303,11 @@ def plot_log(log_csv: Path, out_png: Path, title: str = "") -> Optional[Path]:
 
     train = df[df["phase"] == "train"]
     valid = df[df["phase"] == "valid"]
-    extra = [c for c in valid.columns if c.startswith("valid_") and c != "valid_loss" and valid[c].notna().any()]
-    fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(11 if extra else 6, 4), squeeze=False)
+    metrics = [c for c in valid.columns if c.startswith("valid_") and "loss" not in c and valid[c].notna().any()]
+    accuracy = [c for c in metrics if "accuracy" in c]
+    others = [c for c in metrics if c not in accuracy][:3]
+    panels = 1 + bool(accuracy) + len(others)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
     ax = axes[0, 0]
     if not train.empty:
         ax.plot(train["step"], train["loss"], label="train loss", lw=1)
@@ -315,14 +318,24 @@ def plot_log(log_csv: Path, out_png: Path, title: str = "") -> Optional[Path]:
     ax.set_title(title or "training")
     ax.grid(alpha=0.3)
     ax.legend()
-    if extra:
-        ax2 = axes[0, 1]
-        for c in extra:
-            ax2.plot(valid["step"], valid[c], "o-", label=c)
-        ax2.set_xlabel("step")
-        ax2.set_title("validation")
-        ax2.grid(alpha=0.3)
-        ax2.legend(fontsize=7)
+    i = 1
+    if accuracy:
+        ax = axes[0, i]
+        for c in accuracy:
+            bold = c in ("valid_accuracy", "valid_unigram_accuracy")
+            ax.plot(valid["step"], valid[c], "o-" if bold else "-", lw=2 if bold else 0.8, label=c[len("valid_"):])
+        ax.set_xlabel("step")
+        ax.set_title("validation accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        i += 1
+    for c in others:
+        ax = axes[0, i]
+        ax.plot(valid["step"], valid[c], "o-")
+        ax.set_xlabel("step")
+        ax.set_title(c[len("valid_"):].replace("_", " "))
+        ax.grid(alpha=0.3)
+        i += 1
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)

@@ -11,7 +11,6 @@ Validation reports SI-SNR, mel distance and waveform L1 on fixed clips.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence

@@ -4,7 +4,8 @@ The LM's `compute_predictions(codes, condition)` applies the delay pattern, runs
 transformer and re-aligns the logits with the input frames, returning which (codebook, frame)
 positions hold a real prediction; the loss is the cross-entropy over those positions, averaged
 over codebooks (as audiocraft: the mean of per-codebook CEs). Conditions are dropped for a
-fraction of samples (audiocraft's default 0.1 for MusicGen) so CFG has an unconditional model.
+fraction of samples (0.3, audiocraft's `text2music` conditioner setting, which MusicGen trains
+with too) so CFG has an unconditional model.
 Validation reports next-token accuracy per codebook and overall, with the most-frequent-token floor.
 """
 
@@ -49,7 +50,7 @@ class MusicGenSolver(Solver):
         valid: TokenSet,
         segment_frames: int,
         export_fn: Callable[[torch.nn.Module, Path], Path],
-        cond_dropout: float = 0.1,
+        cond_dropout: float = 0.3,
         card: Optional[int] = None,
         extra_config: Optional[dict] = None,
     ):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,7 +45,7 @@ class TinyBudget:
     codec_batch: int = 8
     codec_segment_seconds: float = 0.5
     codec_lr: float = 2e-3
-    lm_steps: int = 400
+    lm_steps: int = 300
     lm_batch: int = 16
     lm_segment_seconds: float = 3.0
     lm_lr: float = 2e-3
@@ -90,6 +90,25 @@ def _train_config(base: dict, overrides: Optional[dict]) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def _set_aside_stale(out: Path, solver: Any, tc: TrainConfig) -> None:
+    """Move a run folder whose checkpoint has other settings to OUT.stale-<hash> (nothing is deleted)."""
+    from .base import CHECKPOINT_NAME, config_hash, load_checkpoint
+
+    ckpt = out / CHECKPOINT_NAME
+    if not _is_main() or not ckpt.exists():
+        return
+    old = load_checkpoint(ckpt)["config_hash"]
+    if old == config_hash(solver.config(), tc):
+        return
+    dest = out.with_name(f"{out.name}.stale-{old}")
+    n = 1
+    while dest.exists():
+        dest = out.with_name(f"{out.name}.stale-{old}-{n}")
+        n += 1
+    out.rename(dest)
+    warn(f"{out} held a run with other settings; moved it to {dest} and starting over")
+
+
 def _is_main() -> bool:
     import os
 
@@ -125,6 +144,7 @@ def train_codec(
     kmeans_iters: int = 10,
     loss_overrides: Optional[dict] = None,
     train_overrides: Optional[dict] = None,
+    restart_stale: bool = False,
 ) -> Path:
     """Train the codec of `preset` on the manifest's training clips; returns OUT/compression_state_dict.bin."""
     from .codec import CodecLossConfig, CodecSolver
@@ -142,7 +162,7 @@ def train_codec(
         return hit
     cm = _codec_module()
     torch.manual_seed(seed)
-    codec = cm.load_codec(preset, pretrained=False)
+    codec = cm.load_codec(_codec_arch(preset), pretrained=False)
     _limit_kmeans(codec, kmeans_iters)
     sr = int(codec.sample_rate)
     train_m, valid_m = training_entries(manifest)
@@ -157,6 +177,8 @@ def train_codec(
     _prepare_codebooks(codec, train_audio, max(1, batch_size), int(round(segment_seconds * sr)), seed)
     solver = CodecSolver(codec, sr, train_audio, valid_audio, export, loss_cfg,
                          extra_config={"preset": preset, "data": ids_hash, "max_train_clips": max_train_clips})
+    if restart_stale:
+        _set_aside_stale(out, solver, tc)
     result = fit(solver, tc, out)
     artifact = out / CODEC_FILE
     if _is_main():
@@ -166,6 +188,16 @@ def train_codec(
             info(f"codec: SI-SNR {m.get('valid_si_snr_db', float('nan')):.2f} dB, mel distance "
                  f"{m.get('valid_mel_distance', float('nan')):.3f} on {len(valid_audio)} validation clips")
     return artifact
+
+
+def _codec_arch(preset: str) -> str:
+    """The codec architecture trained for a preset: the tiny codec for 'tiny', EnCodec 32 kHz for the released
+    scales; a codec name ('encodec_16khz', ...) is taken as is."""
+    if preset == "tiny":
+        return "tiny"
+    if preset in ("small", "medium", "large"):
+        return "encodec_32khz"
+    return preset
 
 
 def _limit_kmeans(codec: Any, iters: int) -> None:
@@ -276,6 +308,7 @@ def _train_lm(
     text_encoder: Optional[str],
     train_overrides: Optional[dict],
     lm_overrides: Optional[dict],
+    restart_stale: bool = False,
 ) -> Path:
     from ..models.checkpoints import save_lm
     from ..models.lm import build_lm
@@ -292,19 +325,19 @@ def _train_lm(
     codec_hash = file_sha256(codec_path)
     tc = _train_config(dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.1, beta1=0.9, beta2=0.95,
                             warmup_steps=max(1, min(200, steps // 10)), ema_decay=ema, seed=seed), train_overrides)
-    dropout = cond_dropout if cond_dropout is not None else (0.3 if kind == "magnet" else 0.1)
+    dropout = 0.3 if cond_dropout is None else cond_dropout  # audiocraft text2music: 0.3 for both
+    cm = _codec_module()
+    codec_model = cm.load_codec(str(codec_path), device="cpu")
+    cfg = preset_config(f"{kind}-{preset}", codec=codec_model, text_encoder=text_encoder)
+    cfg = replace(cfg, segment_duration=float(segment_seconds), codec=str(codec_path), **(lm_overrides or {}))
     recipe = {"kind": kind, "preset": preset, "data": ids_hash, "codec": codec_hash, "segment_seconds": segment_seconds,
-              "cond_dropout": dropout, "text_encoder": text_encoder, "lm_overrides": lm_overrides or {},
+              "cond_dropout": dropout, "lm": {k: v for k, v in cfg.to_dict().items() if k != "codec"},
               "train": {k: v for k, v in asdict(tc).items() if k not in ("checkpoint_every", "log_every", "valid_every", "device")}}
     hit = _reuse(out, recipe, steps, LM_FILE)
     if hit is not None:
         info(f"{kind}: reusing {hit} (same recipe, already trained)")
         return hit
 
-    cm = _codec_module()
-    codec_model = cm.load_codec(str(codec_path), device="cpu")
-    cfg = preset_config(f"{kind}-{preset}", codec=codec_model, text_encoder=text_encoder)
-    cfg = replace(cfg, segment_duration=float(segment_seconds), codec=str(codec_path), **(lm_overrides or {}))
     enc_name = cfg.text_encoder if cfg.cross_attention else None
     train_set, valid_set = prepare_tokens(manifest, codec_model, codec_hash, enc_name, cfg.dim)
     if train_set.n_q < cfg.n_q:
@@ -320,7 +353,7 @@ def _train_lm(
             shutil.copyfile(codec_path, sibling)
         return path
 
-    extra = {"preset": preset, "data": ids_hash, "codec": codec_hash, "lm": cfg.to_dict()}
+    extra = {"preset": preset, "data": ids_hash, "codec": codec_hash, "lm": {k: v for k, v in cfg.to_dict().items() if k != "codec"}}
     if kind == "magnet":
         from .magnet import MagnetSolver
 
@@ -330,6 +363,8 @@ def _train_lm(
         from .musicgen import MusicGenSolver
 
         solver = MusicGenSolver(lm, train_set, valid_set, segment_frames, export, cond_dropout=dropout, extra_config=extra)
+    if restart_stale:
+        _set_aside_stale(out, solver, tc)
     info(f"{kind}-{preset}: {lm.num_parameters / 1e6:.2f}M parameters, {len(train_set)} training clips, "
          f"{len(valid_set)} validation clips, crops of {segment_frames} frames")
     result = fit(solver, tc, out)
@@ -348,33 +383,48 @@ def train_magnet(data: Path | str | Manifest, out_dir: Path | str, codec: Path |
                  steps: int = TINY.lm_steps, batch_size: int = TINY.lm_batch, lr: float = TINY.lm_lr,
                  segment_seconds: float = TINY.lm_segment_seconds, cond_dropout: Optional[float] = None,
                  seed: int = 0, ema: float = 0.0, text_encoder: Optional[str] = None,
-                 train_overrides: Optional[dict] = None, lm_overrides: Optional[dict] = None) -> Path:
-    """Train MAGNeT on the codec's tokens of the manifest's clips; returns OUT/state_dict.bin."""
+                 train_overrides: Optional[dict] = None, lm_overrides: Optional[dict] = None,
+                 restart_stale: bool = False) -> Path:
+    """Train MAGNeT on the codec's tokens of the manifest's clips; returns OUT/state_dict.bin.
+
+    restart_stale: a checkpoint in OUT from other settings is moved aside (OUT.stale-<hash>) and training
+    starts over, instead of raising CheckpointError.
+    """
     return _train_lm("magnet", data, out_dir, codec, preset, steps, batch_size, lr, segment_seconds, cond_dropout,
-                     seed, ema, text_encoder, train_overrides, lm_overrides)
+                     seed, ema, text_encoder, train_overrides, lm_overrides, restart_stale)
 
 
 def train_musicgen(data: Path | str | Manifest, out_dir: Path | str, codec: Path | str, preset: str = "tiny",
                    steps: int = TINY.lm_steps, batch_size: int = TINY.lm_batch, lr: float = TINY.lm_lr,
                    segment_seconds: float = TINY.lm_segment_seconds, cond_dropout: Optional[float] = None,
                    seed: int = 0, ema: float = 0.0, text_encoder: Optional[str] = None,
-                   train_overrides: Optional[dict] = None, lm_overrides: Optional[dict] = None) -> Path:
-    """Train the MusicGen baseline (delay pattern) on the same tokens; returns OUT/state_dict.bin."""
+                   train_overrides: Optional[dict] = None, lm_overrides: Optional[dict] = None,
+                   restart_stale: bool = False) -> Path:
+    """Train the MusicGen baseline (delay pattern) on the same tokens; returns OUT/state_dict.bin (see train_magnet)."""
     return _train_lm("musicgen", data, out_dir, codec, preset, steps, batch_size, lr, segment_seconds, cond_dropout,
-                     seed, ema, text_encoder, train_overrides, lm_overrides)
+                     seed, ema, text_encoder, train_overrides, lm_overrides, restart_stale)
 
 
-def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0
-                     ) -> dict[str, Path]:
+def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0,
+                     threads: Optional[int] = 1) -> dict[str, Path]:
     """Codec, then MAGNeT and MusicGen on its tokens, into OUT/{codec,magnet,musicgen}; finished parts are reused.
 
+    threads: torch CPU threads while training (None leaves the setting alone). One thread by default:
+    on shared cores these small models run several times faster without OpenMP contention.
     Returns {'codec': .../compression_state_dict.bin, 'magnet': .../state_dict.bin, 'musicgen': ...}.
     """
     out = Path(out_dir)
+    if threads:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(int(threads))
+        try:
+            return train_tiny_suite(corpus_manifest, out_dir, budget, seed, threads=None)
+        finally:
+            torch.set_num_threads(previous)
     codec = train_codec(corpus_manifest, out / "codec", "tiny", budget.codec_steps, budget.codec_batch,
-                        budget.codec_lr, budget.codec_segment_seconds, seed=seed)
+                        budget.codec_lr, budget.codec_segment_seconds, seed=seed, restart_stale=True)
     magnet = train_magnet(corpus_manifest, out / "magnet", codec, "tiny", budget.lm_steps, budget.lm_batch,
-                          budget.lm_lr, budget.lm_segment_seconds, seed=seed)
+                          budget.lm_lr, budget.lm_segment_seconds, seed=seed, restart_stale=True)
     musicgen = train_musicgen(corpus_manifest, out / "musicgen", codec, "tiny", budget.lm_steps, budget.lm_batch,
-                              budget.lm_lr, budget.lm_segment_seconds, seed=seed)
+                              budget.lm_lr, budget.lm_segment_seconds, seed=seed, restart_stale=True)
     return {"codec": codec, "magnet": magnet, "musicgen": musicgen}
