@@ -69,3 +69,22 @@ def check_ids(ids: Sequence[str], n: int, seen: set[str]) -> list[str]:
     if dup:
         raise MagnetEvalError(f"clip ids given twice to the same metric: {dup[:10]}")
     return ids
+
+
+def clip_frames(embeddings, clip_id: str, reference_dim: int) -> np.ndarray:
+    """One clip's embeddings as float64 [frames, dim], checked against the reference's dimension.
+
+    Shared by the embedding metrics (FAD, KAD): a 1-D vector is one frame; an empty clip, another
+    dimension (a reference made with another embedder) or NaN/inf is refused naming the clip.
+    """
+    arr = np.asarray(embeddings, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise MagnetEvalError(f"clip {clip_id}: embeddings must be [frames>0, dim], got {arr.shape}")
+    if arr.shape[1] != reference_dim:
+        raise MagnetEvalError(f"clip {clip_id}: embedding dimension {arr.shape[1]} but the reference has "
+                              f"{reference_dim} (reference made with another embedder?)")
+    if not np.isfinite(arr).all():
+        raise MagnetEvalError(f"clip {clip_id}: embeddings hold NaN/inf")
+    return arr

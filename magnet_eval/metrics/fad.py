@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import MagnetEvalError
-from ._common import MetricResult, bootstrap_counts, bootstrap_interval, check_ids
+from ._common import MetricResult, bootstrap_counts, bootstrap_interval, check_ids, clip_frames
 from .frechet import FixedGaussian, GaussianAccumulator, GaussianStats, frechet_distance, warn_if_rank_deficient
 
 
@@ -86,18 +86,7 @@ class FAD:
             embeddings, ids = [embeddings], [ids]
         ids = check_ids(ids, len(embeddings), set(self.ids))
         for clip_id, emb in zip(ids, embeddings):
-            arr = np.asarray(emb, dtype=np.float64)
-            if arr.ndim == 1:
-                arr = arr[None]
-            if arr.ndim != 2 or arr.shape[0] == 0:
-                raise MagnetEvalError(f"clip {clip_id}: embeddings must be [frames>0, dim], got {arr.shape}")
-            if arr.shape[1] != self.reference.dim:
-                raise MagnetEvalError(
-                    f"clip {clip_id}: embedding dimension {arr.shape[1]} but the reference has {self.reference.dim} "
-                    "(reference made with another embedder?)"
-                )
-            if not np.isfinite(arr).all():
-                raise MagnetEvalError(f"clip {clip_id}: embeddings hold NaN/inf")
+            arr = clip_frames(emb, clip_id, self.reference.dim)
             self.ids.append(clip_id)
             self._frames.append(arr)
 

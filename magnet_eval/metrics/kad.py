@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import MagnetEvalError
-from ._common import MetricResult, bootstrap_counts, bootstrap_interval, check_ids
+from ._common import MetricResult, bootstrap_counts, bootstrap_interval, check_ids, clip_frames
 
 SCALE = 100.0
 
@@ -123,14 +123,7 @@ class KAD:
             embeddings, ids = [embeddings], [ids]
         ids = check_ids(ids, len(embeddings), set(self.ids))
         for clip_id, emb in zip(ids, embeddings):
-            arr = np.asarray(emb, dtype=np.float64)
-            if arr.ndim == 1:
-                arr = arr[None]
-            if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != self.reference.shape[1]:
-                raise MagnetEvalError(
-                    f"clip {clip_id}: embeddings {arr.shape} do not match the reference dimension {self.reference.shape[1]}")
-            if not np.isfinite(arr).all():
-                raise MagnetEvalError(f"clip {clip_id}: embeddings hold NaN/inf")
+            arr = clip_frames(emb, clip_id, self.reference.shape[1])
             self.ids.append(clip_id)
             self._frames.append(arr)
 
