@@ -23,12 +23,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import MagnetEvalError, MissingWeightsError
 from .manifest import Manifest, ManifestEntry
 from .paths import cache_dir
 from .progress import info, warn
+
+if TYPE_CHECKING:
+    from .solvers.recipes import TinyBudget
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -47,6 +50,7 @@ class TinyPreset:
     latency_seconds: float = 5.0
     latency_repeats: int = 3
     audio_examples: int = 6
+    train: Optional["TinyBudget"] = None  # training steps and batches (None: solvers.recipes.TINY)
 
 
 @dataclass
@@ -156,6 +160,33 @@ def evaluate_system(system: str, generated: Path, distribution_ref: Path, paired
     return target
 
 
+def ordering_check(result_files: list[Path], metric: str = "fad", embedder: str = "musicnn",
+                   tiers: tuple[tuple[str, ...], ...] = (("held-out real",), ("codec reconstruction",),
+                                                          ("MAGNeT tiny", "MusicGen tiny"), ("random tokens",))) -> str:
+    """One sentence saying whether the sanity ordering of `tiers` holds on the computed metric.
+
+    Lower is better; every system of a tier must score below every system of the next one
+    (real clips < codec reconstruction < trained models < random tokens, as audiocraft's
+    reference rows imply). The sentence quotes the values, so the report states what it checked.
+    """
+    from .compare import load_results
+
+    values: dict[str, float] = {}
+    for f in result_files:
+        res = load_results(f)[0]
+        hit = res[(res["metric"] == metric) & (res["embedder"] == embedder) & (res["status"] == "ok")]
+        for system, value in zip(hit["system"], hit["value"]):
+            values[str(system)] = float(value)
+    missing = [s for tier in tiers for s in tier if s not in values]
+    if missing:
+        return f"Sanity ordering on {metric.upper()} [{embedder}]: not checked (no value for {', '.join(missing)})."
+    broken = [f"{a} ({values[a]:.3g}) is not below {b} ({values[b]:.3g})"
+              for lo, hi in zip(tiers, tiers[1:]) for a in lo for b in hi if not values[a] < values[b]]
+    chain = " < ".join(", ".join(f"{s} {values[s]:.3g}" for s in tier) for tier in tiers)
+    verdict = "holds" if not broken else "VIOLATED: " + "; ".join(broken)
+    return f"Sanity ordering on {metric.upper()} [{embedder}] (expected {chain}): {verdict}."
+
+
 # ---------------------------------------------------------------------------------------------- tiny
 
 
@@ -164,7 +195,7 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
     from .bench.latency import run_latency_benchmark
     from .cli.generate import run_generation
     from .report import build_report
-    from .solvers.recipes import train_tiny_suite
+    from .solvers.recipes import TINY, train_tiny_suite
     from .synth.corpus import build_corpus
 
     run = Run(work, out)
@@ -177,7 +208,7 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
     info(f"{len(prompts)} held-out prompts, {len(Manifest.read(reference_path))} reference clips")
 
     ckpts = run.stage("train: codec, MAGNeT, MusicGen (tiny)", lambda: train_tiny_suite(
-        work / "corpus" / "manifest.jsonl", work / "models", seed=preset.seed))
+        work / "corpus" / "manifest.jsonl", work / "models", budget=preset.train or TINY, seed=preset.seed))
 
     systems: dict[str, Path] = {"held-out real": prompts_path}
     systems.update(run.stage("codec reference rows", lambda: codec_systems(
@@ -205,12 +236,13 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
              f"Corpus: {len(corpus)} FluidSynth-rendered clips of {preset.clip_seconds:g} s (seed {preset.seed}); "
              f"prompts: the {len(prompts)} held-out (test split) captions; FAD/KAD/MIRDD reference: the "
              f"{len(Manifest.read(reference_path))} training clips; KL paired by prompt id with the held-out real clips.",
+             ordering_check(result_files),
              "Embedder: musicnn MTT (offline default). CLAP and VGGish need weights that cannot be downloaded here: "
              "their rows say so.",
              "Stages: " + "; ".join(f"{s.name} {s.seconds:.0f} s" for s in run.stages) + f"; total {total:.0f} s."]
     index = run.stage("report", lambda: build_report(
         result_files, out, latency_csv=latency_dir / "latency.csv",
-        audio_dirs={name: Path(p).parent for name, p in systems.items()},
+        audio_dirs={name: Path(p) for name, p in systems.items()},
         title="magnet-eval: tiny offline reproduction (MAGNeT vs MusicGen)", notes=[n for n in notes if n],
         n_audio=preset.audio_examples, seed=preset.seed))
     (out / "stages.json").write_text(json.dumps([s.__dict__ for s in run.stages], indent=1))
@@ -306,7 +338,7 @@ def run_paper(preset: str, out: Path, work: Path, captions: Optional[Path], audi
         systems[name] = run_generation(repo, str(ref_path), work / "generated" / name.replace(" ", "_"),
                                        duration=spec["duration"], batch_size=batch_size, device=device)
     results = [evaluate_system(n, p, ref_path, ref_path, work / "results", 200, 0, suite="paper") for n, p in systems.items()]
-    return build_report(results, out, audio_dirs={n: Path(p).parent for n, p in systems.items()},
+    return build_report(results, out, audio_dirs={n: Path(p) for n, p in systems.items()},
                         title=f"magnet-eval: {preset}", notes=[f"Command: {command}"] if command else [])
 
 

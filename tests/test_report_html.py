@@ -53,7 +53,8 @@ def test_report_page_in_chromium(tmp_path):
     assert len(result.audio) == 4 * 2
     assert result.missing_audio == []
     assert result.unplayable_audio == []
-    assert all(a["duration"] == pytest.approx(0.5, abs=0.01) for a in result.audio)  # decoded by the browser
+    # decoded by the browser (Ogg Vorbis listening copies may carry a few ms of codec padding)
+    assert all(a["duration"] == pytest.approx(0.5, abs=0.03) for a in result.audio), result.audio
     assert all(a["url"].startswith(moved.as_uri()) for a in result.audio)  # relative to the page
     assert len(result.images) == 2 and all(i["complete"] and i["width"] > 300 for i in result.images)
     data = shot.read_bytes()

@@ -220,3 +220,20 @@ def test_tiny_suite_trains_all_three_then_reuses_them(corpus, tmp_path):
     stale = sorted(p.name for p in (tmp_path / "suite").iterdir() if ".stale-" in p.name)
     assert len(stale) == 2 and stale[0].startswith("magnet.stale-") and stale[1].startswith("musicgen.stale-")
     assert json.loads((tmp_path / "suite" / "magnet" / "train_done.json").read_text())["step"] == 3
+
+
+def test_tiny_suite_side_by_side_equals_one_after_the_other(corpus, tmp_path):
+    import torch
+
+    from magnet_eval.solvers.recipes import TinyBudget, train_tiny_suite
+
+    budget = TinyBudget(codec_steps=2, codec_batch=2, codec_segment_seconds=0.5, lm_steps=2, lm_batch=2,
+                        lm_segment_seconds=0.5)
+    seq = train_tiny_suite(corpus, tmp_path / "seq", budget, parallel=False)
+    shutil.copytree(tmp_path / "seq" / "codec", tmp_path / "side" / "codec")  # same codec: reused, not retrained
+    side = train_tiny_suite(corpus, tmp_path / "side", budget, parallel=True)
+    assert side["codec"] == tmp_path / "side" / "codec" / "compression_state_dict.bin"
+    for kind in ("magnet", "musicgen"):
+        a = torch.load(side[kind], map_location="cpu", weights_only=False)["best_state"]
+        b = torch.load(seq[kind], map_location="cpu", weights_only=False)["best_state"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), kind

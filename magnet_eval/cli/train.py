@@ -135,7 +135,7 @@ def suite(
 
     _threads(threads)
     budget = replace(TINY, **{k: v for k, v in {"codec_steps": codec_steps, "lm_steps": lm_steps}.items() if v})
-    paths = train_tiny_suite(data, out, budget, seed=seed, threads=None)  # --threads was applied above
+    paths = train_tiny_suite(data, out, budget, seed=seed, threads=threads or None)
     _finish()
     for name, p in paths.items():
         typer.echo(f"{name}\t{p}")

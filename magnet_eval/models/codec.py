@@ -88,6 +88,8 @@ class CodecConfig:
     kmeans_iters: int = 50
     threshold_ema_dead_code: int = 2
     num_codebooks: Optional[int] = None  # codebooks used by encode (None = all n_q)
+    encoder: str = "seanet"  # "seanet" (EnCodec) or "mel" (modules/spectral.py: the tiny preset's)
+    decoder: str = "seanet"  # "seanet" (EnCodec) or "istft" (modules/spectral.py: the tiny preset's)
 
     @property
     def hop_length(self) -> int:
@@ -119,13 +121,16 @@ def encodec_24khz_config() -> CodecConfig:
 
 
 def tiny_codec_config() -> CodecConfig:
-    """The offline preset's codec: the 32 kHz architecture (50 Hz, 4 x 2048) at n_filters 8, dimension 64.
+    """The offline preset's codec: log-mel encoder (64 bands), 4 x 2048 codebooks at 50 Hz, iSTFT decoder.
 
-    About 1M parameters: a training step on 16 s of audio takes a few seconds on 2 CPU cores, so
-    the training issue can fit it in minutes; card 2048 keeps the LM's mask id (2048) the same
-    as the released models'.
+    Card 2048 and 50 Hz keep the LM side the same as the released models' (mask id 2048). The
+    encoder and decoder are the frequency-domain parts of modules/spectral.py rather than SEANet:
+    on 2 CPU cores a SEANet codec this small barely learns in minutes (after 600 steps its
+    reconstructions were about as far from the real clips as random tokens; multi-scale mel
+    distance 5.4), while this one trains 1,500 steps in two minutes to mel distance 3.6 and a
+    FAD-musicnn three times lower than random tokens'.
     """
-    return CodecConfig(name="tiny", n_filters=8, dimension=64)
+    return CodecConfig(name="tiny", n_filters=8, dimension=64, encoder="mel", decoder="istft")
 
 
 NAMED_CONFIGS = {
@@ -162,10 +167,28 @@ class Codec(nn.Module):
                       true_skip=c.true_skip, compress=c.compress, lstm=c.lstm)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's deprecation notice for nn.utils.weight_norm
-            self.encoder = encoder if encoder is not None else SEANetEncoder(**seanet)
-            self.decoder = decoder if decoder is not None else SEANetDecoder(
-                **seanet, final_activation=c.final_activation, final_activation_params=c.final_activation_params,
-                trim_right_ratio=c.trim_right_ratio)
+            if encoder is not None:
+                self.encoder = encoder
+            elif c.encoder == "mel":
+                from ..modules.spectral import MelEncoder
+
+                self.encoder = MelEncoder(c.sample_rate, c.hop_length, c.dimension, c.channels)
+            elif c.encoder == "seanet":
+                self.encoder = SEANetEncoder(**seanet)
+            else:
+                raise CheckpointError(f"unknown codec encoder {c.encoder!r} (seanet or mel)")
+            if decoder is not None:
+                self.decoder = decoder
+            elif c.decoder == "istft":
+                from ..modules.spectral import ISTFTDecoder
+
+                self.decoder = ISTFTDecoder(c.dimension, c.hop_length, c.channels)
+            elif c.decoder == "seanet":
+                self.decoder = SEANetDecoder(
+                    **seanet, final_activation=c.final_activation, final_activation_params=c.final_activation_params,
+                    trim_right_ratio=c.trim_right_ratio)
+            else:
+                raise CheckpointError(f"unknown codec decoder {c.decoder!r} (seanet or istft)")
         self.quantizer = quantizer if quantizer is not None else ResidualVectorQuantizer(
             dimension=c.dimension, n_q=c.n_q, bins=c.bins, decay=c.decay, kmeans_init=c.kmeans_init,
             kmeans_iters=c.kmeans_iters, threshold_ema_dead_code=c.threshold_ema_dead_code)
@@ -432,6 +455,8 @@ def config_from_xp(xp_cfg: Any) -> CodecConfig:
         n_q=int(rvq.get("n_q", 8)), bins=int(rvq.get("bins", 1024)), decay=float(rvq.get("decay", 0.99)),
         kmeans_init=bool(rvq.get("kmeans_init", True)), kmeans_iters=int(rvq.get("kmeans_iters", 50)),
         threshold_ema_dead_code=int(rvq.get("threshold_ema_dead_code", 2)),
+        encoder=str((d.get("magnet_eval") or {}).get("encoder") or "seanet"),
+        decoder=str((d.get("magnet_eval") or {}).get("decoder") or "seanet"),
     )
     return out
 
@@ -458,7 +483,8 @@ def config_to_xp(config: CodecConfig, extra: Optional[Mapping[str, Any]] = None)
         "rvq": {"n_q": c.n_q, "q_dropout": False, "bins": c.bins, "decay": c.decay, "kmeans_init": c.kmeans_init,
                 "kmeans_iters": c.kmeans_iters, "threshold_ema_dead_code": c.threshold_ema_dead_code,
                 "orthogonal_reg_weight": 0.0, "orthogonal_reg_active_codes_only": False},
-        "magnet_eval": {"codec_name": c.name, "num_codebooks": c.num_codebooks},
+        "magnet_eval": {"codec_name": c.name, "num_codebooks": c.num_codebooks, "encoder": c.encoder,
+                        "decoder": c.decoder},
     }
     if extra:
         xp["magnet_eval"].update({k: v for k, v in extra.items()})

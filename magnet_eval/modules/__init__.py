@@ -1,1 +1,1 @@
-"""Building blocks: the transformer, codebook patterns, text conditioners."""
+"""Building blocks: the transformer, codebook patterns, text conditioners, spectral codec parts (tiny codec)."""

@@ -83,11 +83,11 @@ def _table1_html(display: "pd.DataFrame", t1: "pd.DataFrame") -> str:
     """Table 1 with status cells marked (weights not available = amber, errors = red)."""
     head = "".join(f"<th>{_e(c)}</th>" for c in display.columns)
     status_of = {}
-    from .tables import TABLE1_SLOTS
+    from .tables import slot_keys
 
-    slot_keys = [k for k, _, _ in TABLE1_SLOTS if k in t1.columns]
+    keys = [k for k, _, _ in slot_keys(t1)]
     metric_cols = [c for c in display.columns if c not in ("Model", "Params") and not c.startswith(("Latency", "Decoding"))]
-    for col, key in zip(metric_cols, slot_keys):
+    for col, key in zip(metric_cols, keys):
         status_of[col] = key
     body = []
     for i in range(len(display)):
@@ -110,9 +110,28 @@ def png_data_uri(path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
+def _ogg_copy(src: Path, dst: Path) -> bool:
+    """Write an Ogg Vorbis listening copy of src (False when src cannot be read: it is copied as is)."""
+    import soundfile as sf
+
+    try:
+        wav, sr = sf.read(str(src), dtype="float32", always_2d=True)
+        tmp = dst.with_name(dst.name + ".part")
+        sf.write(str(tmp), wav, sr, format="OGG", subtype="VORBIS")
+        tmp.replace(dst)
+        return True
+    except Exception as exc:  # noqa: BLE001  (an odd file still gets its column, copied unchanged)
+        warn(f"{src}: no Ogg listening copy ({exc}); copying the file as is")
+        return False
+
+
 def collect_audio(audio_dirs: dict[str, str | Path], out_dir: str | Path, n: int = 8, seed: int = 0,
-                  ids: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
+                  ids: Sequence[str] | None = None, listening_format: str = "ogg") -> tuple[list[dict], list[str]]:
     """Copy a sample of clips per system under out_dir/audio/<system>/ and describe the rows.
+
+    listening_format 'ogg': the page gets Ogg Vorbis listening copies (about a tenth of a WAV's
+    size, so a committed example report stays small; the metrics never read them); 'copy' keeps
+    the original files.
 
     Returns (rows, systems): each row {id, caption, files: {system: relative path or None}}.
     Prompts present in every system are preferred; the sample is random but seeded.
@@ -157,11 +176,16 @@ def collect_audio(audio_dirs: dict[str, str | Path], out_dir: str | Path, n: int
                 continue
             caption = caption or e.caption
             src = Path(e.audio_path)
-            rel = Path("audio") / _safe(s) / (_safe(clip_id) + src.suffix.lower())
+            rel = Path("audio") / _safe(s) / (_safe(clip_id) + (".ogg" if listening_format == "ogg" else src.suffix.lower()))
             dst = out_dir / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if not dst.exists() or dst.stat().st_size != src.stat().st_size or dst.stat().st_mtime < src.stat().st_mtime:
-                shutil.copy2(src, dst)
+            if not dst.exists() or dst.stat().st_mtime < src.stat().st_mtime:
+                if listening_format == "ogg" and not _ogg_copy(src, dst):
+                    rel = rel.with_suffix(src.suffix.lower())
+                    dst = out_dir / rel
+                    shutil.copy2(src, dst)
+                elif listening_format != "ogg":
+                    shutil.copy2(src, dst)
             files[s] = rel.as_posix()
         rows.append({"id": clip_id, "caption": caption, "files": files})
     return rows, systems

@@ -30,6 +30,42 @@ TABLE1_SLOTS: list[tuple[str, str, list[str]]] = [
 WEIGHTS_NOT_AVAILABLE = "weights not available"
 
 
+def table1_slots(results: "pd.DataFrame") -> list[tuple[str, str, list[str], str | None]]:
+    """(column key, header, metric names, embedder) of the Table 1 columns these results fill.
+
+    A metric measured with one embedder gets one column (key 'fad'); measured with several (FAD on
+    musicnn and on VGGish), one column each (keys 'fad@musicnn', 'fad@vggish'), computed ones first,
+    so a "weights not available" row for one embedder never hides the number of another.
+    """
+    slots: list[tuple[str, str, list[str], str | None]] = []
+    for key, header, names in TABLE1_SLOTS:
+        rows = results[results["metric"].isin(names)]
+        if not len(rows):
+            continue
+        ok = list(dict.fromkeys(rows.loc[rows["status"] == "ok", "embedder"].astype(str)))
+        embs = ok + [e for e in dict.fromkeys(rows["embedder"].astype(str)) if e not in ok]
+        if len(embs) <= 1:
+            slots.append((key, header, names, None))
+        else:
+            slots += [(f"{key}@{e}", f"{header} [{e}]", names, e) for e in embs]
+    return slots
+
+
+def slot_keys(t1: "pd.DataFrame") -> list[tuple[str, str, list[str]]]:
+    """(key, header, metric names) of the metric columns of a `table1` frame, in column order."""
+    base = {k: (h, n) for k, h, n in TABLE1_SLOTS}
+    out = []
+    for col in t1.columns:
+        if not col.endswith("_status"):
+            continue
+        key = col[: -len("_status")]
+        b, _, emb = key.partition("@")
+        if b in base:
+            header, names = base[b]
+            out.append((key, f"{header} [{emb}]" if emb else header, names))
+    return out
+
+
 def collect_results(results: Sequence[str | Path | "pd.DataFrame"]) -> "pd.DataFrame":
     """All results in one table (agreed schema), later inputs winning on a repeated (system, metric, embedder)."""
     import pandas as pd
@@ -133,8 +169,7 @@ def table1(
     mapping = model_for_system or {}
     lat = latency_summary(latency)
     models = list(lat)
-    present = set(results["metric"])
-    slots = [s for s in TABLE1_SLOTS if any(m in present for m in s[2])]
+    slots = table1_slots(results)
     rows = []
     for system in systems_in_order(results):
         sub = results[results["system"] == system]
@@ -151,8 +186,8 @@ def table1(
                     p = float(v)
                     break
         row["params"] = p
-        for key, _, names in slots:
-            hit = sub[sub["metric"].isin(names)]
+        for key, _, names, emb in slots:
+            hit = sub[sub["metric"].isin(names) & ((sub["embedder"].astype(str) == emb) if emb else True)]
             if len(hit):
                 r = hit.iloc[-1]
                 row.update({key: float(r["value"]), f"{key}_ci_low": float(r["ci_low"]),
@@ -221,9 +256,7 @@ def table1_display(t1: "pd.DataFrame") -> "pd.DataFrame":
     import pandas as pd
 
     out = pd.DataFrame({"Model": t1["model"], "Params": [fmt_params(p) for p in t1["params"]]})
-    for key, header, names in TABLE1_SLOTS:
-        if key not in t1.columns:
-            continue
+    for key, header, names in slot_keys(t1):
         embs = sorted({e for e, s in zip(t1[f"{key}_embedder"], t1[f"{key}_status"]) if e and s == "ok"})
         arrow = " ↓" if direction(names[0]) < 0 else (" ↑" if direction(names[0]) > 0 else "")
         label = header + (f" [{', '.join(embs)}]" if embs and key in ("fad", "kl") else "") + arrow

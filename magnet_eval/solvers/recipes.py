@@ -41,7 +41,7 @@ LM_FILE = "state_dict.bin"
 class TinyBudget:
     """Default steps and batch sizes of the tiny preset (2 CPU cores, ~15 minutes for all three)."""
 
-    codec_steps: int = 600
+    codec_steps: int = 1500
     codec_batch: int = 8
     codec_segment_seconds: float = 0.5
     codec_lr: float = 2e-3
@@ -154,13 +154,17 @@ def train_codec(
     loss_cfg = CodecLossConfig(segment_seconds=segment_seconds, adversarial=adversarial, **(loss_overrides or {}))
     tc = _train_config(dict(steps=steps, batch_size=batch_size, lr=lr, beta1=0.5, beta2=0.9, weight_decay=0.0,
                             warmup_steps=max(1, min(100, steps // 20)), seed=seed), train_overrides)
-    recipe = {"kind": "codec", "preset": preset, "data": ids_hash, "loss": asdict(loss_cfg), "max_train_clips": max_train_clips,
+    cm = _codec_module()
+    try:  # a changed architecture is a new recipe
+        arch: dict = asdict(cm.resolve_config(_codec_arch(preset)))
+    except MagnetEvalError:
+        arch = {"spec": _codec_arch(preset)}
+    recipe = {"kind": "codec", "preset": preset, "arch": arch, "data": ids_hash, "loss": asdict(loss_cfg), "max_train_clips": max_train_clips,
               "kmeans_iters": kmeans_iters, "train": {k: v for k, v in asdict(tc).items() if k not in ("checkpoint_every", "log_every", "valid_every", "device")}}
     hit = _reuse(out, recipe, steps, CODEC_FILE)
     if hit is not None:
         info(f"codec: reusing {hit} (same recipe, already trained)")
         return hit
-    cm = _codec_module()
     torch.manual_seed(seed)
     codec = cm.load_codec(_codec_arch(preset), pretrained=False)
     _limit_kmeans(codec, kmeans_iters)
@@ -176,7 +180,7 @@ def train_codec(
 
     _prepare_codebooks(codec, train_audio, max(1, batch_size), int(round(segment_seconds * sr)), seed)
     solver = CodecSolver(codec, sr, train_audio, valid_audio, export, loss_cfg,
-                         extra_config={"preset": preset, "data": ids_hash, "max_train_clips": max_train_clips})
+                         extra_config={"preset": preset, "arch": arch, "data": ids_hash, "max_train_clips": max_train_clips})
     if restart_stale:
         _set_aside_stale(out, solver, tc)
     result = fit(solver, tc, out)
@@ -405,26 +409,52 @@ def train_musicgen(data: Path | str | Manifest, out_dir: Path | str, codec: Path
                      seed, ema, text_encoder, train_overrides, lm_overrides, restart_stale)
 
 
+def _train_tiny_lm(kind: str, corpus_manifest: str, out_dir: str, codec: str, budget: TinyBudget, seed: int,
+                   threads: Optional[int]) -> str:
+    """One tiny LM (run in a worker process by `train_tiny_suite`); returns its state_dict.bin as a string."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    fn = train_magnet if kind == "magnet" else train_musicgen
+    return str(fn(corpus_manifest, out_dir, codec, "tiny", budget.lm_steps, budget.lm_batch, budget.lm_lr,
+                  budget.lm_segment_seconds, seed=seed, restart_stale=True))
+
+
 def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0,
-                     threads: Optional[int] = 1) -> dict[str, Path]:
+                     threads: Optional[int] = 1, parallel: Optional[bool] = None) -> dict[str, Path]:
     """Codec, then MAGNeT and MusicGen on its tokens, into OUT/{codec,magnet,musicgen}; finished parts are reused.
 
-    threads: torch CPU threads while training (None leaves the setting alone). One thread by default:
+    threads: torch CPU threads per training (None leaves the setting alone). One thread by default:
     on shared cores these small models run several times faster without OpenMP contention.
+    parallel: train MAGNeT and MusicGen at the same time in two worker processes (default: when the
+    machine has at least 2 cores); both only depend on the codec, so on 2 cores this halves the LM
+    stage. Each worker seeds itself as the sequential run does, so the checkpoints are the same.
     Returns {'codec': .../compression_state_dict.bin, 'magnet': .../state_dict.bin, 'musicgen': ...}.
     """
+    import os
+
     out = Path(out_dir)
-    if threads:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(int(threads))
-        try:
-            return train_tiny_suite(corpus_manifest, out_dir, budget, seed, threads=None)
-        finally:
-            torch.set_num_threads(previous)
-    codec = train_codec(corpus_manifest, out / "codec", "tiny", budget.codec_steps, budget.codec_batch,
-                        budget.codec_lr, budget.codec_segment_seconds, seed=seed, restart_stale=True)
-    magnet = train_magnet(corpus_manifest, out / "magnet", codec, "tiny", budget.lm_steps, budget.lm_batch,
-                          budget.lm_lr, budget.lm_segment_seconds, seed=seed, restart_stale=True)
-    musicgen = train_musicgen(corpus_manifest, out / "musicgen", codec, "tiny", budget.lm_steps, budget.lm_batch,
-                              budget.lm_lr, budget.lm_segment_seconds, seed=seed, restart_stale=True)
-    return {"codec": codec, "magnet": magnet, "musicgen": musicgen}
+    previous = torch.get_num_threads()
+    if parallel is None:
+        parallel = (os.cpu_count() or 1) >= 2 and _is_main()
+    if threads:  # the codec trains alone: it gets the threads of both LM workers
+        torch.set_num_threads(int(threads) * (2 if parallel else 1))
+    try:
+        codec = train_codec(corpus_manifest, out / "codec", "tiny", budget.codec_steps, budget.codec_batch,
+                            budget.codec_lr, budget.codec_segment_seconds, seed=seed, restart_stale=True)
+        kinds = ("magnet", "musicgen")
+        args = {k: (k, str(corpus_manifest), str(out / k), str(codec), budget, seed, threads) for k in kinds}
+        if parallel:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            info("training MAGNeT and MusicGen side by side (two processes)")
+            with ProcessPoolExecutor(len(kinds), mp_context=mp.get_context("spawn")) as pool:
+                futures = {k: pool.submit(_train_tiny_lm, *args[k]) for k in kinds}
+                lms = {k: Path(f.result()) for k, f in futures.items()}
+        else:
+            if threads:
+                torch.set_num_threads(int(threads))
+            lms = {k: Path(_train_tiny_lm(*args[k][:-1], None)) for k in kinds}
+    finally:
+        torch.set_num_threads(previous)
+    return {"codec": codec, **lms}

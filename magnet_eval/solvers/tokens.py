@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -67,7 +68,7 @@ def condition_dir(encoder_key: str) -> Path:
 
 def _save_atomic_npy(path: Path, arr: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: parallel trainings share the cache
     with open(tmp, "wb") as f:
         np.save(f, arr)
     tmp.replace(path)
@@ -146,7 +147,7 @@ def encode_texts(
             buf = io.BytesIO()
             torch.save({"emb": e.half(), "text": text}, buf)
             path = folder / f"{text_sha256(text)[:40]}.pt"
-            tmp = path.with_name(path.name + ".tmp")
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             tmp.write_bytes(buf.getvalue())
             tmp.replace(path)
             result[text] = e.half().float()
