@@ -187,7 +187,47 @@ def ordering_check(result_files: list[Path], metric: str = "fad", embedder: str 
     return f"Sanity ordering on {metric.upper()} [{embedder}] (expected {chain}): {verdict}."
 
 
+def fad_size_caveat(result_files: list[Path], embedder: str = "musicnn") -> str:
+    """A caveat when a system's FAD covariance is rank deficient (fewer frames than dimensions), else ''."""
+    from .compare import load_results
+
+    for f in result_files:
+        res = load_results(f)[0]
+        hit = res[(res["metric"] == "fad") & (res["embedder"] == embedder) & (res["status"] == "ok")]
+        for text in hit["details"]:
+            d = json.loads(text) if isinstance(text, str) and text else {}
+            if d.get("rank_deficient_generated"):
+                return (f"FAD [{embedder}] caveat: a system here has {d.get('n_frames_generated')} embedding frames in "
+                        f"{d.get('dim')} dimensions, so its covariance is rank deficient and FAD is biased upwards "
+                        "(FAD-inf and KAD are less affected). Compare systems within this table, which all have the "
+                        "same number of clips, not with published FADs.")
+    return ""
+
+
 # ---------------------------------------------------------------------------------------------- tiny
+
+
+FIRST_RUN_FILE = "first_run_stages.json"
+
+
+def _stage_line(stages: list[Stage], total: float) -> str:
+    return "; ".join(f"{s.name} {s.seconds:.0f} s" for s in stages) + f"; total {total:.0f} s."
+
+
+def _first_run_stages(work: Path, stages: list[Stage], total: float) -> Optional[dict]:
+    """The stage timings of the first complete run in `work` (recorded now if this is it), else None.
+
+    A second run re-reads its cache in seconds; the report then shows both, so a reader sees what
+    the pipeline costs from scratch and what a rerun costs.
+    """
+    path = work / FIRST_RUN_FILE
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            return None
+    path.write_text(json.dumps({"stages": [s.__dict__ for s in stages], "total": total}, indent=1))
+    return None
 
 
 def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: str = "") -> Path:
@@ -237,9 +277,14 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
              f"prompts: the {len(prompts)} held-out (test split) captions; FAD/KAD/MIRDD reference: the "
              f"{len(Manifest.read(reference_path))} training clips; KL paired by prompt id with the held-out real clips.",
              ordering_check(result_files),
+             fad_size_caveat(result_files),
              "Embedder: musicnn MTT (offline default). CLAP and VGGish need weights that cannot be downloaded here: "
              "their rows say so.",
-             "Stages: " + "; ".join(f"{s.name} {s.seconds:.0f} s" for s in run.stages) + f"; total {total:.0f} s."]
+             "Stages of this run: " + _stage_line(run.stages, total)]
+    first = _first_run_stages(work, run.stages, total)
+    if first is not None:
+        notes.append("The first complete run in this work folder (the one that built the cache): "
+                     + _stage_line([Stage(**s) for s in first["stages"]], first["total"]))
     index = run.stage("report", lambda: build_report(
         result_files, out, latency_csv=latency_dir / "latency.csv",
         audio_dirs={name: Path(p) for name, p in systems.items()},

@@ -55,8 +55,10 @@ def test_second_run_reuses_every_stage(toy_run):
     results = root / "work" / "results"
     before = {p.name: p.stat().st_mtime_ns for p in results.iterdir()}
     models = {p: p.stat().st_mtime_ns for p in (root / "work" / "models").rglob("*.bin")}
-    run_tiny(root / "report", root / "work", TOY)
+    index = run_tiny(root / "report", root / "work", TOY)
     assert {p.name: p.stat().st_mtime_ns for p in results.iterdir()} == before
+    html = index.read_text()  # the rerun reports its own (cached) stage times and those of the first run
+    assert "Stages of this run" in html and "The first complete run in this work folder" in html
     assert {p: p.stat().st_mtime_ns for p in models} == models
 
 
