@@ -107,3 +107,23 @@ def test_malformed_file_is_a_clear_error(tmp_path):
     np.savez(bad, something=np.zeros(3))
     with pytest.raises(IncompatibleStatsError, match="not a magnet-eval statistics file"):
         ReferenceStats.load(bad)
+
+
+def test_committed_tiny_corpus_stats_match_the_offline_musicnn_weights():
+    """reference_stats/tiny_corpus_train_musicnn.npz: made as its README row says, usable with today's weights."""
+    from pathlib import Path
+
+    from magnet_eval.embedders import get_embedder
+    from magnet_eval.metrics.frechet import frechet_distance
+
+    path = Path(__file__).resolve().parents[1] / "reference_stats" / "tiny_corpus_train_musicnn.npz"
+    stats = ReferenceStats.load(path)
+    prov = stats.provenance
+    assert prov["embedder"] == "musicnn" and prov["n_clips"] == 151 and prov["n_frames"] == stats.count == 453
+    assert stats.mean.shape == (200,) and stats.cov.shape == (200, 200) and stats.frames.shape == (453, 200)
+    assert np.allclose(stats.cov, stats.cov.T) and np.linalg.eigvalsh(stats.cov).min() > -1e-8
+    # the stored frames are all the frames: their mean and covariance are the stored ones
+    assert np.allclose(stats.frames.mean(0), stats.mean, atol=1e-4)
+    assert np.allclose(np.cov(stats.frames, rowvar=False), stats.cov, atol=1e-3)
+    assert frechet_distance(stats.mean, stats.cov, stats.mean, stats.cov) == pytest.approx(0.0, abs=1e-6)
+    check_compatible(stats, get_embedder("musicnn").load(), normalize=True, headroom_db=14.0)  # raises if weights changed
