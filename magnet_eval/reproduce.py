@@ -31,6 +31,8 @@ from .paths import cache_dir
 from .progress import info, warn
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .solvers.recipes import TinyBudget
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -160,7 +162,7 @@ def evaluate_system(system: str, generated: Path, distribution_ref: Path, paired
     return target
 
 
-def ordering_check(result_files: list[Path], metric: str = "fad", embedder: str = "musicnn",
+def ordering_check(results: "pd.DataFrame", metric: str = "fad", embedder: str = "musicnn",
                    tiers: tuple[tuple[str, ...], ...] = (("held-out real",), ("codec reconstruction",),
                                                           ("MAGNeT tiny", "MusicGen tiny"), ("random tokens",))) -> str:
     """One sentence saying whether the sanity ordering of `tiers` holds on the computed metric.
@@ -168,15 +170,10 @@ def ordering_check(result_files: list[Path], metric: str = "fad", embedder: str 
     Lower is better; every system of a tier must score below every system of the next one
     (real clips < codec reconstruction < trained models < random tokens, as audiocraft's
     reference rows imply). The sentence quotes the values, so the report states what it checked.
+    results: the systems' results in one table (`report.tables.collect_results`).
     """
-    from .compare import load_results
-
-    values: dict[str, float] = {}
-    for f in result_files:
-        res = load_results(f)[0]
-        hit = res[(res["metric"] == metric) & (res["embedder"] == embedder) & (res["status"] == "ok")]
-        for system, value in zip(hit["system"], hit["value"]):
-            values[str(system)] = float(value)
+    hit = _ok_rows(results, metric, embedder)
+    values = {str(system): float(value) for system, value in zip(hit["system"], hit["value"])}
     missing = [s for tier in tiers for s in tier if s not in values]
     if missing:
         return f"Sanity ordering on {metric.upper()} [{embedder}]: not checked (no value for {', '.join(missing)})."
@@ -187,21 +184,20 @@ def ordering_check(result_files: list[Path], metric: str = "fad", embedder: str 
     return f"Sanity ordering on {metric.upper()} [{embedder}] (expected {chain}): {verdict}."
 
 
-def fad_size_caveat(result_files: list[Path], embedder: str = "musicnn") -> str:
+def fad_size_caveat(results: "pd.DataFrame", embedder: str = "musicnn") -> str:
     """A caveat when a system's FAD covariance is rank deficient (fewer frames than dimensions), else ''."""
-    from .compare import load_results
-
-    for f in result_files:
-        res = load_results(f)[0]
-        hit = res[(res["metric"] == "fad") & (res["embedder"] == embedder) & (res["status"] == "ok")]
-        for text in hit["details"]:
-            d = json.loads(text) if isinstance(text, str) and text else {}
-            if d.get("rank_deficient_generated"):
-                return (f"FAD [{embedder}] caveat: a system here has {d.get('n_frames_generated')} embedding frames in "
-                        f"{d.get('dim')} dimensions, so its covariance is rank deficient and FAD is biased upwards "
-                        "(FAD-inf and KAD are less affected). Compare systems within this table, which all have the "
-                        "same number of clips, not with published FADs.")
+    for text in _ok_rows(results, "fad", embedder)["details"]:
+        d = json.loads(text) if isinstance(text, str) and text else {}
+        if d.get("rank_deficient_generated"):
+            return (f"FAD [{embedder}] caveat: a system here has {d.get('n_frames_generated')} embedding frames in "
+                    f"{d.get('dim')} dimensions, so its covariance is rank deficient and FAD is biased upwards "
+                    "(FAD-inf and KAD are less affected). Compare systems within this table, which all have the "
+                    "same number of clips, not with published FADs.")
     return ""
+
+
+def _ok_rows(results: "pd.DataFrame", metric: str, embedder: str) -> "pd.DataFrame":
+    return results[(results["metric"] == metric) & (results["embedder"] == embedder) & (results["status"] == "ok")]
 
 
 # ---------------------------------------------------------------------------------------------- tiny
@@ -235,6 +231,7 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
     from .bench.latency import run_latency_benchmark
     from .cli.generate import run_generation
     from .report import build_report
+    from .report.tables import collect_results
     from .solvers.recipes import TINY, train_tiny_suite
     from .synth.corpus import build_corpus
 
@@ -272,12 +269,13 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
         repeats=preset.latency_repeats, prompts=[e.caption for e in prompts]))
 
     total = time.perf_counter() - t_start
+    all_results = collect_results(result_files)
     notes = [f"Command: {command}" if command else "", 
              f"Corpus: {len(corpus)} FluidSynth-rendered clips of {preset.clip_seconds:g} s (seed {preset.seed}); "
              f"prompts: the {len(prompts)} held-out (test split) captions; FAD/KAD/MIRDD reference: the "
              f"{len(Manifest.read(reference_path))} training clips; KL paired by prompt id with the held-out real clips.",
-             ordering_check(result_files),
-             fad_size_caveat(result_files),
+             ordering_check(all_results),
+             fad_size_caveat(all_results),
              "Embedder: musicnn MTT (offline default). CLAP and VGGish need weights that cannot be downloaded here: "
              "their rows say so.",
              "Stages of this run: " + _stage_line(run.stages, total)]

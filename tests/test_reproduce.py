@@ -86,13 +86,14 @@ def _results_file(path, values: dict[str, float]):
 
 
 def test_ordering_check_states_what_holds_and_what_does_not(tmp_path):
+    from magnet_eval.report.tables import collect_results
     from magnet_eval.reproduce import ordering_check
 
     good = {"held-out real": 10, "codec reconstruction": 20, "MAGNeT tiny": 30, "MusicGen tiny": 35, "random tokens": 90}
-    text = ordering_check([_results_file(tmp_path / "a.csv", good)])
+    text = ordering_check(collect_results([_results_file(tmp_path / "a.csv", good)]))
     assert text.endswith("holds.") and "held-out real 10 < codec reconstruction 20" in text
     bad = {**good, "MusicGen tiny": 15}
-    text = ordering_check([_results_file(tmp_path / "b.csv", bad)])
+    text = ordering_check(collect_results([_results_file(tmp_path / "b.csv", bad)]))
     assert "VIOLATED" in text and "codec reconstruction (20) is not below MusicGen tiny (15)" in text
     partial = {k: v for k, v in good.items() if k != "random tokens"}
-    assert "not checked (no value for random tokens)" in ordering_check([_results_file(tmp_path / "c.csv", partial)])
+    assert "not checked (no value for random tokens)" in ordering_check(collect_results([_results_file(tmp_path / "c.csv", partial)]))

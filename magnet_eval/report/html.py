@@ -179,13 +179,12 @@ def collect_audio(audio_dirs: dict[str, str | Path], out_dir: str | Path, n: int
             rel = Path("audio") / _safe(s) / (_safe(clip_id) + (".ogg" if listening_format == "ogg" else src.suffix.lower()))
             dst = out_dir / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if not dst.exists() or dst.stat().st_mtime < src.stat().st_mtime:
-                if listening_format == "ogg" and not _ogg_copy(src, dst):
-                    rel = rel.with_suffix(src.suffix.lower())
-                    dst = out_dir / rel
-                    shutil.copy2(src, dst)
-                elif listening_format != "ogg":
-                    shutil.copy2(src, dst)
+            stale = (not dst.exists() or dst.stat().st_mtime < src.stat().st_mtime
+                     or (listening_format != "ogg" and dst.stat().st_size != src.stat().st_size))
+            if stale and not (listening_format == "ogg" and _ogg_copy(src, dst)):
+                rel = rel.with_suffix(src.suffix.lower())  # a plain copy (or the fallback when Ogg fails)
+                dst = out_dir / rel
+                shutil.copy2(src, dst)
             files[s] = rel.as_posix()
         rows.append({"id": clip_id, "caption": caption, "files": files})
     return rows, systems

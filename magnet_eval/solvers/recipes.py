@@ -155,10 +155,11 @@ def train_codec(
     tc = _train_config(dict(steps=steps, batch_size=batch_size, lr=lr, beta1=0.5, beta2=0.9, weight_decay=0.0,
                             warmup_steps=max(1, min(100, steps // 20)), seed=seed), train_overrides)
     cm = _codec_module()
+    arch_spec = _codec_arch(preset)
     try:  # a changed architecture is a new recipe
-        arch: dict = asdict(cm.resolve_config(_codec_arch(preset)))
+        arch: dict = asdict(cm.resolve_config(arch_spec))
     except MagnetEvalError:
-        arch = {"spec": _codec_arch(preset)}
+        arch = {"spec": arch_spec}
     recipe = {"kind": "codec", "preset": preset, "arch": arch, "data": ids_hash, "loss": asdict(loss_cfg), "max_train_clips": max_train_clips,
               "kmeans_iters": kmeans_iters, "train": {k: v for k, v in asdict(tc).items() if k not in ("checkpoint_every", "log_every", "valid_every", "device")}}
     hit = _reuse(out, recipe, steps, CODEC_FILE)
@@ -166,7 +167,7 @@ def train_codec(
         info(f"codec: reusing {hit} (same recipe, already trained)")
         return hit
     torch.manual_seed(seed)
-    codec = cm.load_codec(_codec_arch(preset), pretrained=False)
+    codec = cm.load_codec(arch_spec, pretrained=False)
     _limit_kmeans(codec, kmeans_iters)
     sr = int(codec.sample_rate)
     train_m, valid_m = training_entries(manifest)
@@ -452,9 +453,7 @@ def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: T
                 futures = {k: pool.submit(_train_tiny_lm, *args[k]) for k in kinds}
                 lms = {k: Path(f.result()) for k, f in futures.items()}
         else:
-            if threads:
-                torch.set_num_threads(int(threads))
-            lms = {k: Path(_train_tiny_lm(*args[k][:-1], None)) for k in kinds}
+            lms = {k: Path(_train_tiny_lm(*args[k])) for k in kinds}
     finally:
         torch.set_num_threads(previous)
     return {"codec": codec, **lms}
