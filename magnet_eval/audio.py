@@ -9,6 +9,7 @@ Files are read with soundfile (torchaudio's own loaders need TorchCodec, which i
 from __future__ import annotations
 
 import math
+import struct
 from pathlib import Path
 from typing import Union
 
@@ -65,21 +66,56 @@ def resample(wav: ArrayLike, sr_in: int, sr_out: int) -> np.ndarray:
     return out.numpy().astype(np.float32)
 
 
+def wav_truncation(path: Union[str, Path]) -> str | None:
+    """Why a RIFF/WAVE file is cut short, or None: its `data` chunk declares more bytes than the file holds.
+
+    libsndfile silently clamps the frame count to what is there, so a half-copied wav would be read
+    (and scored) as a shorter clip; the header's promise is compared with the file size instead.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        endian = "<" if head[:4] == b"RIFF" else ">"
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            cid, csize = chunk[:4], struct.unpack(endian + "I", chunk[4:8])[0]
+            if cid == b"data":
+                if csize in (0, 0xFFFFFFFF):  # streaming writers leave the size open
+                    return None
+                held = size - (pos + 8)
+                if csize > held:
+                    return f"header promises {csize} bytes of audio, the file holds {held} (truncated copy?)"
+                return None
+            pos += 8 + csize + (csize & 1)
+    return "no audio data chunk before the end of the file (truncated?)"
+
+
 def load_audio(path: Union[str, Path], sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
     """Read an audio file as float32: [samples] if mono else [channels, samples].
 
     A file at another rate than `sr` is resampled (never silently misread); corrupt, empty,
     zero-length and non-finite audio raise AudioError naming the file.
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: audio file does not exist")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: audio file is empty (0 bytes)")
+    from .validate import readable_audio_file
+
+    path = readable_audio_file(path)  # exists, a file (not a folder), readable, not 0 bytes
     try:
-        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+        truncated = wav_truncation(path)
+        with sf.SoundFile(str(path)) as f:
+            promised = f.frames
+            data = f.read(dtype="float32", always_2d=True)
+            file_sr = f.samplerate
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError on bad files
         raise AudioError(f"{path}: cannot decode audio ({exc})") from exc
+    if truncated:
+        raise AudioError(f"{path}: damaged wav: {truncated}")
+    if data.shape[0] < promised:
+        raise AudioError(f"{path}: damaged audio: the header promises {promised} frames, only {data.shape[0]} decode")
     wav = data.T  # [channels, samples]
     check_finite(wav, str(path))
     if mono:

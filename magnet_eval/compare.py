@@ -12,6 +12,20 @@ How the interval of a difference is obtained, best first:
    (half-widths added in quadrature, asymmetric intervals kept asymmetric): FAD, KAD;
 3. otherwise none (NaN) and the verdict comes from the sign alone.
 
+Comparability (refused with NotComparableError, exit 2, before any verdict; see `check_comparable`):
+- the reference: same identity (content hash of the reference audio or statistics, recorded by
+  `evaluate`, see `provenance.py`) and the same number of reference clips;
+- the model of every metric both sides have: same embedder / classifier, weights id, sample
+  rate and version; a metric measured with disjoint embedders on the two sides;
+- the protocol: loudness normalisation and headroom;
+- the prompts: the ids both sides share (from the per-sample files) must be at least
+  `MIN_SHARED_FRACTION` (90 %) of the larger prompt set; 6 vs 10 prompts with 1 id in common
+  is refused. With at least 2 but fewer than `MIN_PAIRED_IDS` (10) shared ids the paired
+  bootstrap is not used (the output says so) and the unpaired fallback is taken.
+Results that do not record one of these (files written before `evaluate` recorded provenance,
+a results table without its per-sample file) are "not known": refused unless `allow_unknown`,
+and then listed in the comparison's notes.
+
 Regression rule: a metric with a tolerance (`fad:+0.1` absolute, `fad:+5%` relative to the
 baseline value) regresses when its point difference is worse than the tolerance; a metric
 without one regresses when the change is significantly worse (the interval of the difference
@@ -29,7 +43,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import MagnetEvalError
+from .errors import MagnetEvalError, NotComparableError
+from .provenance import provenance_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,6 +53,10 @@ if TYPE_CHECKING:
 LOWER_IS_BETTER = ("fad", "fad_inf", "kad", "kl", "kl_rev", "kl_musicnn", "kl_musicnn_rev", "mirdd", "fd", "latency")
 HIGHER_IS_BETTER = ("clap", "chroma_cosine")
 RESULT_SUFFIXES = (".parquet", ".csv")
+# prompts: the shared ids must cover this fraction of the larger prompt set, else the results are refused
+MIN_SHARED_FRACTION = 0.9
+# fewer shared ids than this: no paired bootstrap (too few resampling units), the unpaired fallback is used
+MIN_PAIRED_IDS = 10
 COMPARISON_COLUMNS = ["system_baseline", "system_new", "metric", "baseline", "new", "diff", "ci_low", "ci_high",
                       "ci_method", "direction", "tolerance", "verdict", "regressed", "note"]
 
@@ -271,6 +290,110 @@ def _keyed(rows: "pd.DataFrame", multi: set[str]) -> "pd.DataFrame":
     return keyed.set_index("key", drop=True)
 
 
+def _ids(per: "pd.DataFrame | None", system: str) -> set[str] | None:
+    """The clip ids a system's per-sample file holds (its prompts), None when not known."""
+    if per is None or len(per) == 0:
+        return None
+    rows = per[per["system"] == system]
+    return set(rows["id"].astype(str)) if len(rows) else None
+
+
+def _short(ident: dict | None) -> str:
+    if not ident:
+        return "none"
+    return f"{ident.get('kind', '?')} {str(ident.get('sha1', ''))[:10]}, {ident.get('n_clips', '?')} clips"
+
+
+def check_comparable(base_res: "pd.DataFrame", base_per: "pd.DataFrame | None", new_res: "pd.DataFrame",
+                     new_per: "pd.DataFrame | None", pairs: Sequence[tuple[str, str]], multi: set[str], *,
+                     allow_unknown: bool = False) -> list[str]:
+    """Refuse (NotComparableError naming what differs) results measured against another reference,
+    with another model or protocol, or on prompt sets that share too few ids; returns notes on what
+    was checked (and, with `allow_unknown`, what could not be).
+
+    Why: a gate that compares unlike results can pass falsely; an unknown is refused too unless
+    the caller accepts it (results written before `evaluate` recorded provenance).
+    """
+    differs: dict[str, list[str]] = {}
+    unknown: dict[str, list[str]] = {}
+    notes: list[str] = []
+
+    def add(book: dict[str, list[str]], message: str, metric: str) -> None:
+        book.setdefault(message, [])
+        if metric not in book[message]:
+            book[message].append(metric)
+
+    for sb, sn in pairs:
+        who = "" if sb == sn and len(pairs) == 1 else (f"{sb}: " if sb == sn else f"{sb} -> {sn}: ")
+        b_all, n_all = base_res[base_res.system == sb], new_res[new_res.system == sn]
+        # one metric measured with disjoint embedders on the two sides (fad with musicnn vs fad with vggish)
+        b_emb = b_all.groupby("metric")["embedder"].agg(lambda e: set(map(str, e)))
+        n_emb = n_all.groupby("metric")["embedder"].agg(lambda e: set(map(str, e)))
+        for m in sorted(set(b_emb.index) & set(n_emb.index)):
+            if b_emb[m] and n_emb[m] and not (b_emb[m] & n_emb[m]):
+                add(differs, f"{who}measured with another embedder: baseline {sorted(b_emb[m])}, new {sorted(n_emb[m])}", m)
+        b_rows, n_rows = _keyed(b_all, multi), _keyed(n_all, multi)
+        for key in [k for k in b_rows.index if k in n_rows.index]:
+            b, n = b_rows.loc[key], n_rows.loc[key]
+            if b["status"] != "ok" or n["status"] != "ok":
+                continue  # reported as "not comparable" row by row
+            pb, pn = provenance_of(b["details"]), provenance_of(n["details"])
+            if pb is None or pn is None:
+                sides = " and ".join(side for side, p in (("baseline", pb), ("new", pn)) if p is None)
+                add(unknown, f"{who}reference identity, model weights and protocol not recorded in {sides}", key)
+                rb_label, rn_label = str(b["reference"] or ""), str(n["reference"] or "")
+                nb, nn = int(b["n_reference"] or 0), int(n["n_reference"] or 0)
+                if rb_label and rn_label and rb_label != rn_label:
+                    add(differs, f"{who}reference differs: baseline {rb_label}, new {rn_label}", key)
+                if nb > 0 and nn > 0 and nb != nn:
+                    add(differs, f"{who}reference size differs: baseline {nb} clips, new {nn} clips", key)
+                continue
+            rb, rn = pb.get("reference"), pn.get("reference")
+            if (rb or rn) and ((rb or {}).get("sha1") != (rn or {}).get("sha1")
+                               or (rb or {}).get("n_clips") != (rn or {}).get("n_clips")):
+                add(differs, f"{who}reference differs: baseline {b['reference'] or '?'} ({_short(rb)}), "
+                             f"new {n['reference'] or '?'} ({_short(rn)})", key)
+            for part in ("model", "protocol"):
+                vb, vn = pb.get(part) or {}, pn.get(part) or {}
+                changed = [f"{k} {vb.get(k)!r} vs {vn.get(k)!r}" for k in sorted(set(vb) | set(vn))
+                           if vb.get(k) != vn.get(k)]
+                if changed:
+                    what = "embedder/classifier or its weights" if part == "model" else "protocol"
+                    add(differs, f"{who}{what} differs (baseline vs new): {'; '.join(changed)}", key)
+        ib, inw = _ids(base_per, sb), _ids(new_per, sn)
+        if ib is None or inw is None:
+            sides = " and ".join(side for side, i in (("baseline", ib), ("new", inw)) if i is None)
+            add(unknown, f"{who}prompt ids not known (no per-sample file with this system in {sides})", "prompts")
+            gb = int(b_all["n_generated"].max() or 0) if len(b_all) else 0
+            gn = int(n_all["n_generated"].max() or 0) if len(n_all) else 0
+            if gb > 0 and gn > 0 and min(gb, gn) < MIN_SHARED_FRACTION * max(gb, gn):
+                add(differs, f"{who}prompt sets differ in size: baseline {gb} clips, new {gn} clips", "prompts")
+            continue
+        common = len(ib & inw)
+        larger = max(len(ib), len(inw))
+        if common < MIN_SHARED_FRACTION * larger:
+            add(differs, f"{who}prompt sets share {common} ids (baseline {len(ib)}, new {len(inw)} prompts); at least "
+                         f"{MIN_SHARED_FRACTION:.0%} of the larger set must be shared", "prompts")
+        else:
+            notes.append(f"{who}prompts: {common} of {larger} ids shared"
+                         + ("" if common >= MIN_PAIRED_IDS else
+                            f" (fewer than {MIN_PAIRED_IDS}: no paired test, unpaired fallback)"))
+    if differs:
+        lines = [f"  - {msg} [{', '.join(ms)}]" for msg, ms in differs.items()]
+        raise NotComparableError("the two results are not comparable:\n" + "\n".join(lines))
+    if unknown:
+        lines = [f"  - {msg} [{', '.join(ms)}]" for msg, ms in unknown.items()]
+        if not allow_unknown:
+            raise NotComparableError(
+                "cannot tell whether the two results are comparable:\n" + "\n".join(lines)
+                + "\n(results written before `evaluate` recorded provenance, or a results file without its "
+                  ".per_sample file); re-evaluate them, or pass --allow-unknown to compare anyway")
+        notes += [f"not known (--allow-unknown): {msg} [{', '.join(ms)}]" for msg, ms in unknown.items()]
+    if not unknown and not differs:
+        notes.insert(0, "same reference, embedders/weights and protocol")
+    return notes
+
+
 def _verdict(d: int, diff: float, lo: float, hi: float, baseline: float) -> str:
     # differences below float round-off (a .csv re-read of a .parquet) are no change
     eps = 1e-9 * max(1.0, abs(baseline))
@@ -296,6 +419,7 @@ def compare_results(
     system_new: str | None = None,
     only_listed: bool = False,
     strict: bool = False,
+    allow_unknown: bool = False,
     n_boot: int = 2000,
     ci: float = 0.95,
     seed: int = 0,
@@ -304,7 +428,9 @@ def compare_results(
 
     tolerances: `Tolerance`s or strings like "fad:+0.1"; only_listed: only metrics with a
     tolerance can regress; strict: a metric that was ok in the baseline but failed or is
-    missing in NEW counts as a regression.
+    missing in NEW counts as a regression. Results that are not comparable raise
+    NotComparableError (see `check_comparable`); allow_unknown accepts results that do not
+    record what is needed to tell. The notes of that check are in `frame.attrs["comparability"]`.
     """
     import pandas as pd
 
@@ -318,7 +444,9 @@ def compare_results(
     both = pd.concat([base_res, new_res], ignore_index=True)
     multi = {m for m, k in both.groupby("metric")["embedder"].nunique().items() if k > 1}
     rows: list[MetricComparison] = []
-    for sb, sn in _pair_systems(base_res, new_res, system_baseline, system_new):
+    pairs = _pair_systems(base_res, new_res, system_baseline, system_new)
+    checks = check_comparable(base_res, base_per, new_res, new_per, pairs, multi, allow_unknown=allow_unknown)
+    for sb, sn in pairs:
         b_rows = _keyed(base_res[base_res.system == sb], multi)
         n_rows = _keyed(new_res[new_res.system == sn], multi)
         metrics = list(dict.fromkeys(list(b_rows.index) + list(n_rows.index)))
@@ -352,7 +480,10 @@ def compare_results(
             nvals = _per_sample_values(new_per, sn, str(n["metric"])) if metric not in multi else {}
             lo = hi = math.nan
             method = "none"
-            if _is_mean_of(bvals, bv) and _is_mean_of(nvals, nv):
+            n_shared = len(set(bvals) & set(nvals))
+            if _is_mean_of(bvals, bv) and _is_mean_of(nvals, nv) and n_shared < MIN_PAIRED_IDS:
+                note = f"paired test skipped: {n_shared} shared ids (< {MIN_PAIRED_IDS})"
+            elif _is_mean_of(bvals, bv) and _is_mean_of(nvals, nv):
                 plo, phi, n_common = paired_bootstrap_diff(bvals, nvals, n_boot, ci, seed)
                 if math.isfinite(plo):
                     # centre the interval of the common-id difference on the reported difference
@@ -367,6 +498,8 @@ def compare_results(
                                            nv, float(n["ci_low"]), float(n["ci_high"]))
                 if math.isfinite(lo):
                     method = "from the two intervals (independent)"
+                else:
+                    method = "none: verdict from the sign of the difference"
             verdict = _verdict(d, diff, lo, hi, bv)
             if tol is not None:
                 worse_by = -diff * d if d else abs(diff)
@@ -376,6 +509,7 @@ def compare_results(
             rows.append(MetricComparison(sb, sn, metric, bv, nv, diff, lo, hi, method, dir_text, str(tol or ""),
                                          verdict, bool(regressed), note))
     frame = pd.DataFrame([asdict(r) for r in rows], columns=COMPARISON_COLUMNS)
+    frame.attrs["comparability"] = checks
     return frame
 
 

@@ -14,27 +14,16 @@ that fails to load (corrupt, wrong shape, non-finite) is deleted and recomputed.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
+from .files import atomic_write, file_sha1
 from .paths import cache_dir
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
-
-
-def file_sha1(path: str | Path) -> str:
-    """sha1 of the file's bytes, read every time: no memo keyed by mtime, whose granularity
-    could let a rewritten file of the same size pass as unchanged."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _safe(text: str) -> str:
@@ -80,18 +69,8 @@ class EmbeddingCache:
         """Atomic write: temp file in the same folder, then rename."""
         if not self.enabled:
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.ascontiguousarray(arr))
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_write(path) as f:  # readable by other users: caches are shared
+            np.save(f, np.ascontiguousarray(arr))
         return path
 
     def get_or_compute(self, audio_path: str | Path, embedder: str, weights_id: str, sample_rate: int,
@@ -175,8 +154,33 @@ def cached_per_file(
         def _compute(p=audio_path) -> np.ndarray:
             return compute(prepare_audio(p, sample_rate, normalize, headroom_db))
 
-        out[clip_id] = cache.get_or_compute(audio_path, name, weights_id, sample_rate, _compute, tag, dim)
+        out[clip_id] = _per_clip(clip_id, audio_path, lambda: cache.get_or_compute(
+            audio_path, name, weights_id, sample_rate, _compute, tag, dim))
     return out
+
+
+def _per_clip(clip_id: str, audio_path: str | None, work: Callable[[], np.ndarray]) -> np.ndarray:
+    """Run one clip's work; every per-clip error names the file (and id), whatever raised it."""
+    from .errors import AudioError, MagnetEvalError, ManifestError, MissingWeightsError
+    from .validate import readable_audio_file
+
+    if not audio_path:
+        raise ManifestError(f"id {clip_id!r}: no audio_path in the manifest")
+    readable_audio_file(audio_path)  # a folder or unreadable file is named before it is hashed
+    try:
+        return work()
+    except MissingWeightsError:
+        raise
+    except MagnetEvalError as exc:
+        if str(audio_path) in str(exc):
+            raise
+        msg = str(exc)
+        msg = msg[len("clip: "):] if msg.startswith("clip: ") else msg
+        try:
+            wrapped = type(exc)(f"{audio_path} (id {clip_id}): {msg}")
+        except TypeError:
+            wrapped = AudioError(f"{audio_path} (id {clip_id}): {msg}")
+        raise wrapped from exc
 
 
 def embed_files(items: list[tuple[str, str]], embedder, *, cache: EmbeddingCache | None = None,

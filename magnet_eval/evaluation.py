@@ -14,7 +14,11 @@ cache in `embedding_cache`. Decisions made here, the same for every metric:
   clip are reported (an error with `strict_pairing`).
 - `on_missing_weights="row"` (what suites use) turns a MissingWeightsError into result rows with
   status "weights not available" instead of an exception; `on_error="row"` does the same for
-  any other failure of a metric (status = the error text).
+  any other failure of a metric (status = the error text). "weights not available" means a
+  missing file only: a model that cannot be built (ImportError, an API change, a failing
+  constructor) is a ModelLoadError naming its cause (`errors.model_load_errors`).
+- Every row records its provenance (reference identity, model weights, protocol) for `compare`,
+  and a set measured against itself is labelled, not reported as a measurement (`provenance.py`).
 
 Outputs: results (one row per metric: system, metric, value, ci_low, ci_high, n_generated,
 n_reference, embedder, reference, status, details JSON) and per-sample values (system, id,
@@ -32,11 +36,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from .embedding_cache import EmbeddingCache, cached_per_file, embed_files
-from .errors import ManifestError, MagnetEvalError, MissingWeightsError
+from .errors import ManifestError, MagnetEvalError, MissingWeightsError, model_load_errors
 from .manifest import Manifest, read_any
 from .metrics import ROWS, canonical
 from .metrics._common import MetricResult
 from .progress import info, warn
+from .provenance import note_model, stamp
 from .reference_stats import ReferenceStats, check_compatible, stats_from_embeddings
 
 if TYPE_CHECKING:
@@ -60,7 +65,8 @@ def load_embedder(spec: Any, weights: str | Path | None = None):
     except ImportError as exc:  # the embedder registry is missing from this installation
         raise MagnetEvalError(f"embedder {spec!r}: the embedder registry cannot be imported ({exc})") from exc
     emb = get_embedder(spec)
-    loaded = emb.load(weights=str(weights)) if weights else emb.load()
+    with model_load_errors(f"embedder {spec!r}"):
+        loaded = emb.load(weights=str(weights)) if weights else emb.load()
     return loaded if loaded is not None and hasattr(loaded, "embed") else emb
 
 
@@ -73,10 +79,8 @@ def load_classifier(spec: Any):
     except ImportError as exc:
         raise MagnetEvalError(f"classifier {spec!r}: the classifier registry cannot be imported ({exc})") from exc
     clf = get_classifier(spec)
-    try:
+    with model_load_errors(f"classifier {spec!r}"):
         loaded = clf.load()
-    except ImportError as exc:  # e.g. hear21passt not installed: same outcome as absent weights
-        raise MissingWeightsError(f"classifier {spec!r} cannot be loaded: {exc}") from exc
     return loaded if loaded is not None and hasattr(loaded, "probs") else clf
 
 
@@ -208,6 +212,7 @@ def _fad_kad(run: _Run, embedder, want: list[str]) -> list[MetricResult]:
         res = kad.compute()
         res.n_reference = n_ref
         out.append(res)
+    note_model(out, embedder)
     return out
 
 
@@ -241,8 +246,11 @@ def _kl(run: _Run, classifier, metric_name: str) -> list[MetricResult]:
     for r in out:
         r.details["classifier"] = _model_name(classifier, "classifier")
         r.details["weights_id"] = str(getattr(classifier, "weights_id", ""))
+        if callable(getattr(classifier, "details", None)):
+            r.details.update(classifier.details())  # e.g. the PaSST variant (embedders/classifiers.py)
         if labels is not None:
             r.details["n_labels"] = len(labels)
+    note_model(out, classifier)
     return out
 
 
@@ -278,7 +286,9 @@ def _clap(run: _Run, clap) -> list[MetricResult]:
     checkpoint = str(getattr(clap, "checkpoint", "") or clap.weights_id)
     score = CLAPScore(checkpoint, n_bootstrap=max(run.n_bootstrap, 1000), ci=run.ci, seed=run.seed)
     score.update(ids, text, np.stack([audio[i][0] for i in ids]))
-    return [score.compute()]
+    out = [score.compute()]
+    note_model(out, clap)
+    return out
 
 
 def _plugin(run: _Run, name: str) -> list[MetricResult]:
@@ -353,6 +363,10 @@ def evaluate(
     """
     if on_missing_weights not in ("raise", "row") or on_error not in ("raise", "row"):
         raise MagnetEvalError("on_missing_weights / on_error must be 'raise' or 'row'")
+    from .validate import non_negative_int, probability
+
+    non_negative_int("n_bootstrap (--bootstrap)", n_bootstrap)
+    probability("ci (--ci)", ci, low_open=True, high_open=True)
     wanted: list[str] = []
     for m in metrics:
         c = canonical(m)
@@ -429,6 +443,8 @@ def evaluate(
         elif m in ("mirdd", "chroma_cosine"):
             guarded(ROWS[m], "essentia", lambda m=m: _plugin(run, m))
 
+    # provenance (reference identity, model, protocol) and self-comparison labels: see provenance.py
+    stamp(run.results, gen, ref, normalize=normalize, headroom_db=headroom_db)
     return results_frames(run.results, system, ref_label)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import socket
 import sqlite3
 import subprocess
@@ -19,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import MagnetEvalError
+from .errors import LedgerError, MagnetEvalError
 from .paths import cache_dir
 
 if TYPE_CHECKING:
@@ -114,21 +115,94 @@ class Ledger:
     """An append-only table of metric rows in a SQLite file."""
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path else default_ledger_path()
+        self.path = Path(path).expanduser() if path else default_ledger_path()
+        self.check_integrity()
+        if self.path.is_file() and self.path.stat().st_size > 0 and not self._writable():
+            return  # a read-only ledger can still be read; append() refuses with a clear message
+        self.check_appendable()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             cols = ", ".join(f'"{c}" {t}' for c, t in LEDGER_COLUMNS.items())
-            con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({cols})")
-            have = {r[1] for r in con.execute(f"PRAGMA table_info({TABLE})")}
+            self._run(con, f"CREATE TABLE IF NOT EXISTS {TABLE} ({cols})")
+            have = {r[1] for r in self._run(con, f"PRAGMA table_info({TABLE})")}
             for c, t in LEDGER_COLUMNS.items():  # a ledger written by an older version gains new columns
                 if c not in have:
-                    con.execute(f'ALTER TABLE {TABLE} ADD COLUMN "{c}" {t}')
+                    self._run(con, f'ALTER TABLE {TABLE} ADD COLUMN "{c}" {t}')
+
+    # -- integrity: checked before anything is appended ------------------------------------
+
+    def _writable(self) -> bool:
+        return os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK | os.X_OK)
+
+    def check_integrity(self) -> None:
+        """Raise LedgerError when the file exists but is not a sound SQLite ledger (never append to it)."""
+        p = self.path
+        if not p.exists():
+            return
+        if not p.is_file():
+            raise LedgerError(f"results ledger {p}: is not a file (a folder?); pass --ledger FILE or --no-ledger")
+        if not os.access(p, os.R_OK):
+            raise LedgerError(f"results ledger {p}: is not readable (permission denied)")
+        if p.stat().st_size == 0:
+            return  # sqlite3.connect made it; the table is created below
+        with open(p, "rb") as f:
+            magic = f.read(16)
+        if magic != b"SQLite format 3\x00":
+            raise LedgerError(f"results ledger {p}: is not an SQLite database (corrupt or another file); "
+                              "nothing was appended. Move it away or pass --ledger / --no-ledger")
+        try:
+            con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=30)
+            try:
+                verdict = con.execute("PRAGMA quick_check").fetchone()
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                cols = {r[1] for r in con.execute(f"PRAGMA table_info({TABLE})")} if TABLE in tables else set()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"results ledger {p}: is corrupt ({exc}); nothing was appended. "
+                              "Move it away or pass --ledger / --no-ledger") from exc
+        if not verdict or verdict[0] != "ok":
+            raise LedgerError(f"results ledger {p}: fails SQLite's integrity check ({verdict[0] if verdict else '?'}); "
+                              "nothing was appended")
+        if tables and TABLE not in tables:
+            raise LedgerError(f"results ledger {p}: is an SQLite file without a '{TABLE}' table (another database?)")
+        if TABLE in tables and not {"system", "metric", "value"} <= cols:
+            raise LedgerError(f"results ledger {p}: its '{TABLE}' table lacks the system/metric/value columns")
+
+    def check_appendable(self) -> None:
+        """Raise LedgerError unless rows can be appended: sound file, writable file and folder (SQLite's journal)."""
+        from .validate import writable_output
+
+        self.check_integrity()
+        try:
+            writable_output(self.path, "results ledger")
+        except MagnetEvalError as exc:
+            raise LedgerError(f"{exc}; pass --ledger FILE elsewhere or --no-ledger") from None
+        if self.path.exists() and not os.access(self.path.parent, os.W_OK | os.X_OK):
+            raise LedgerError(f"results ledger {self.path}: its folder is read-only (SQLite needs to write a journal "
+                              "beside it); pass --ledger FILE elsewhere or --no-ledger")
+
+    def _run(self, con: sqlite3.Connection, sql: str, *params: Any) -> sqlite3.Cursor:
+        try:
+            return con.execute(sql, *params)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"results ledger {self.path}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
         try:
             return sqlite3.connect(str(self.path), timeout=30)
         except sqlite3.Error as exc:
-            raise MagnetEvalError(f"cannot open the results ledger {self.path}: {exc}") from exc
+            raise LedgerError(f"cannot open the results ledger {self.path}: {exc}") from exc
+
+    def _query(self, sql: str, params: Any = None) -> "pd.DataFrame":
+        import pandas as pd
+
+        self.check_integrity()
+        try:
+            with self._connect() as con:
+                return pd.read_sql_query(sql, con, params=params)
+        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+            raise LedgerError(f"results ledger {self.path}: cannot be read ({exc})") from exc
 
     def append(
         self,
@@ -170,39 +244,33 @@ class Ledger:
                 "git_commit": commit, "host": host,
             })
         frame = pd.DataFrame(rows, columns=list(LEDGER_COLUMNS))
-        with self._connect() as con:
-            frame.to_sql(TABLE, con, if_exists="append", index=False)
+        self.check_appendable()  # never append to a malformed or read-only ledger
+        try:
+            with self._connect() as con:
+                frame.to_sql(TABLE, con, if_exists="append", index=False)
+        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+            raise LedgerError(f"results ledger {self.path}: cannot append ({exc})") from exc
         return len(frame)
 
     def read(self) -> "pd.DataFrame":
         """Every row, oldest first."""
-        import pandas as pd
-
-        with self._connect() as con:
-            return pd.read_sql_query(f"SELECT rowid AS row, * FROM {TABLE} ORDER BY timestamp, rowid", con)
+        return self._query(f"SELECT rowid AS row, * FROM {TABLE} ORDER BY timestamp, rowid")
 
     def history(self, name: str, metric: str | None = None) -> "pd.DataFrame":
         """Rows of one checkpoint, oldest first: matched by checkpoint name, system name or hash prefix."""
-        import pandas as pd
-
         query = (f"SELECT rowid AS row, * FROM {TABLE} WHERE (checkpoint = ? OR system = ? "
                  f"OR (checkpoint_hash != '' AND checkpoint_hash LIKE ?))")
         params: list[Any] = [name, name, name + "%"]
         if metric:
             query += " AND metric = ?"
             params.append(metric)
-        with self._connect() as con:
-            return pd.read_sql_query(query + " ORDER BY timestamp, rowid", con, params=params)
+        return self._query(query + " ORDER BY timestamp, rowid", params)
 
     def names(self) -> "pd.DataFrame":
         """Known checkpoints: name, hash, number of runs and rows, last seen."""
-        import pandas as pd
-
-        with self._connect() as con:
-            return pd.read_sql_query(
-                f"SELECT checkpoint, checkpoint_hash, COUNT(DISTINCT run_id) AS runs, COUNT(*) AS rows, "
-                f"MAX(timestamp) AS last_seen FROM {TABLE} GROUP BY checkpoint, checkpoint_hash ORDER BY last_seen",
-                con)
+        return self._query(
+            f"SELECT checkpoint, checkpoint_hash, COUNT(DISTINCT run_id) AS runs, COUNT(*) AS rows, "
+            f"MAX(timestamp) AS last_seen FROM {TABLE} GROUP BY checkpoint, checkpoint_hash ORDER BY last_seen")
 
 
 def record_results(

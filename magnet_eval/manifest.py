@@ -24,6 +24,12 @@ from .errors import ManifestError
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif")
 
 
+def is_audio_name(name: str) -> bool:
+    """An audio file name by extension. Names starting with '.' are kept (a clip id may start with one:
+    `generate` writes `{id}.wav`); only macOS AppleDouble companions (`._name.wav`) are skipped."""
+    return Path(name).suffix.lower() in AUDIO_EXTENSIONS and not name.startswith("._") and Path(name).stem != ""
+
+
 @dataclass
 class ManifestEntry:
     """One clip or prompt. `audio_path` and `stems` are absolute in memory."""
@@ -60,13 +66,34 @@ class ManifestEntry:
 
         if "id" not in d:
             raise ManifestError("entry has no 'id'")
+        cid = d["id"]
+        if isinstance(cid, bool) or not isinstance(cid, (str, int)) or not str(cid).strip():
+            raise ManifestError(f"'id' must be a non-empty string, got {cid!r}")
+        caption = d.get("caption")
+        if caption is not None and not isinstance(caption, str):
+            raise ManifestError(f"id {cid!r}: 'caption' must be a string, got {type(caption).__name__}")
+        audio = d.get("audio_path")
+        if audio is not None and (not isinstance(audio, str) or not audio.strip()):
+            raise ManifestError(f"id {cid!r}: 'audio_path' must be a non-empty string or null, got {audio!r}")
+        duration = d.get("duration")
+        if duration is not None:
+            if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration == duration \
+                    or duration in (float("inf"), float("-inf")) or duration < 0:
+                raise ManifestError(f"id {cid!r}: 'duration' must be a finite number of seconds >= 0, got {duration!r}")
+        labels = d.get("labels")
+        if labels is not None and not isinstance(labels, dict):
+            raise ManifestError(f"id {cid!r}: 'labels' must be an object, got {type(labels).__name__}")
+        stems = d.get("stems")
+        if stems is not None and (not isinstance(stems, dict)
+                                  or not all(isinstance(v, str) and v for v in stems.values())):
+            raise ManifestError(f"id {cid!r}: 'stems' must be an object of name -> audio path, got {stems!r}")
         return cls(
-            id=str(d["id"]),
-            caption=str(d.get("caption") or ""),
-            audio_path=absolute(d.get("audio_path")),
-            duration=None if d.get("duration") is None else float(d["duration"]),
-            labels=dict(d.get("labels") or {}),
-            stems={k: absolute(v) for k, v in (d.get("stems") or {}).items()},
+            id=str(cid),
+            caption=caption or "",
+            audio_path=absolute(audio),
+            duration=None if duration is None else float(duration),
+            labels=dict(labels or {}),
+            stems={str(k): absolute(v) for k, v in (stems or {}).items()},
         )
 
 
@@ -117,8 +144,25 @@ class Manifest:
         """Entries with labels['split'] == name (train / valid / test)."""
         return self.filter(lambda e: e.labels.get("split") == name)
 
+    def duplicate_audio(self) -> dict[str, list[str]]:
+        """{audio file: ids} for every file listed under two or more ids (a set would count it twice)."""
+        seen: dict[str, list[str]] = {}
+        for e in self.entries:
+            if e.audio_path:
+                seen.setdefault(os.path.realpath(e.audio_path), []).append(e.id)
+        return {p: ids for p, ids in seen.items() if len(ids) > 1}
+
+    def check_duplicate_audio(self) -> None:
+        """Raise ManifestError when one audio file stands for several ids (FAD/KL would weigh it twice)."""
+        dups = self.duplicate_audio()
+        if dups:
+            shown = "; ".join(f"{p} under ids {', '.join(ids)}" for p, ids in list(dups.items())[:5])
+            raise ManifestError(f"manifest{' ' + self.source if self.source else ''}: the same audio file is listed "
+                                f"under several ids ({len(dups)} file(s)): {shown}")
+
     def validate(self) -> None:
-        """Raise ManifestError listing every entry whose audio (or a stem) is missing."""
+        """Raise ManifestError listing every entry whose audio (or a stem) is missing, or a file under two ids."""
+        self.check_duplicate_audio()
         problems = []
         for e in self.entries:
             if not e.audio_path:
@@ -151,31 +195,37 @@ class Manifest:
     @classmethod
     def read(cls, path: str | Path) -> "Manifest":
         """Read a JSONL manifest; a malformed line raises ManifestError with its line number."""
+        from .validate import read_text
+
         path = Path(path)
+        if path.is_dir():
+            raise ManifestError(f"{path}: is a folder, where a manifest file (.jsonl) was expected")
         if not path.is_file():
             raise ManifestError(f"{path}: manifest file does not exist")
+        text = read_text(path, "manifest", ManifestError)  # UTF-8, readable, not empty
         base = path.parent.resolve()
         entries = []
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                    if not isinstance(d, dict):
-                        raise ValueError("not a JSON object")
-                    entries.append(ManifestEntry.from_json(d, base))
-                except (ValueError, ManifestError) as exc:
-                    raise ManifestError(f"{path}:{lineno}: malformed manifest line ({exc})") from exc
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                if not isinstance(d, dict):
+                    raise ValueError("not a JSON object")
+                entries.append(ManifestEntry.from_json(d, base))
+            except (ValueError, RecursionError, ManifestError) as exc:
+                raise ManifestError(f"{path}:{lineno}: malformed manifest line ({exc})") from exc
         if not entries:
             raise ManifestError(f"{path}: manifest is empty")
-        return cls(entries, source=str(path))
+        manifest = cls(entries, source=str(path))
+        manifest.check_duplicate_audio()
+        return manifest
 
     @classmethod
     def from_dir(cls, folder: str | Path) -> "Manifest":
         """Every audio file in a folder (not recursive), ids = file stems, no captions."""
         folder = Path(folder)
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
+        files = sorted(p for p in folder.iterdir() if is_audio_name(p.name) and p.is_file())
         if not files:
             raise ManifestError(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
         return cls([ManifestEntry(id=p.stem, audio_path=str(p.resolve())) for p in files], source=str(folder))
@@ -199,15 +249,35 @@ def read_any(path: str | Path) -> Manifest:
 
 
 def _read_csv(path: Path, required: list[str]) -> list[dict]:
+    """Rows of a caption CSV (UTF-8); a row with fewer or more fields than the header is refused with its line."""
+    import io
+
+    from .validate import read_text
+
+    if path.is_dir():
+        raise ManifestError(f"{path}: is a folder, where a caption file (.csv) was expected")
     if not path.is_file():
         raise ManifestError(f"{path}: caption file does not exist")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    text = read_text(path, "caption file", ManifestError)
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         columns = reader.fieldnames or []
         missing = [c for c in required if c not in columns]
         if missing:
             raise ManifestError(f"{path}: missing columns {missing}; found {columns}")
-        rows = list(reader)
+        rows = []
+        for row in reader:
+            line = reader.line_num
+            if None in row:
+                raise ManifestError(f"{path}:{line}: malformed row: {len(columns) + len(row[None])} fields, "
+                                    f"the header has {len(columns)}")
+            short = [c for c in columns if row.get(c) is None]
+            if short:
+                raise ManifestError(f"{path}:{line}: malformed row: {len(columns) - len(short)} fields, the header "
+                                    f"has {len(columns)} (missing {', '.join(short[:5])})")
+            rows.append(row)
+    except csv.Error as exc:
+        raise ManifestError(f"{path}: malformed CSV ({exc})") from exc
     if not rows:
         raise ManifestError(f"{path}: no rows")
     return rows
@@ -223,7 +293,7 @@ def _index_audio(audio_dir: Path | None) -> dict[str, Path]:
     for root, _dirs, files in os.walk(audio_dir):
         for name in files:
             p = Path(root) / name
-            if p.suffix.lower() in AUDIO_EXTENSIONS and not name.startswith("."):
+            if is_audio_name(name):
                 index.setdefault(p.stem, p)
     return index
 
@@ -351,7 +421,8 @@ def read_audiocaps(csv_path: str | Path, audio_dir: str | Path | None = None, ca
     rng = random.Random(seed)
     entries, missing = [], []
     for vid, group in clips.items():
-        group = sorted(group, key=lambda r: int(r["audiocap_id"]) if r["audiocap_id"].isdigit() else r["audiocap_id"])
+        group = sorted(group, key=lambda r: (0, int(r["audiocap_id"]), "") if r["audiocap_id"].strip().isdigit()
+                       else (1, 0, r["audiocap_id"]))
         chosen = group[0] if caption_choice == "first" else group[rng.randrange(len(group))]
         start = group[0]["start_time"]
         names = _segment_names(vid, start, None) + [r["audiocap_id"] for r in group]

@@ -63,5 +63,8 @@ def warn(message: str) -> None:
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    from rich.markup import escape
+
+    # escaped (file names like "[id]-[0-10].wav" are not markup) and not wrapped (paths stay copyable)
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     sys.stderr.flush()

@@ -14,8 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
-import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from . import __version__
 from .errors import IncompatibleStatsError, MagnetEvalError
+from .files import atomic_write
 from .metrics.frechet import GaussianAccumulator, GaussianStats
 
 FORMAT_VERSION = 1
@@ -68,15 +68,8 @@ class ReferenceStats:
         if self.kad_bandwidth is not None:
             arrays["kad_bandwidth"] = np.asarray(float(self.kad_bandwidth))
             arrays["kad_reference_term"] = np.asarray(float(self.kad_reference_term))
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path) as f:  # mode 0666 minus umask: statistics are shared
+            np.savez(f, **arrays)
         self.path = str(path)
         return path
 
@@ -101,8 +94,9 @@ class ReferenceStats:
                     kad_reference_term=float(z["kad_reference_term"]) if "kad_reference_term" in keys else None,
                     path=str(path),
                 )
-        except (OSError, ValueError, KeyError) as exc:
-            raise MagnetEvalError(f"{path}: cannot read reference statistics ({exc})") from exc
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # truncated/corrupt .npz
+            raise MagnetEvalError(f"{path}: cannot read reference statistics ({type(exc).__name__}: {exc}); "
+                                  "the file is damaged or truncated, build it again with `stats build`") from exc
         d = stats.mean.shape[0]
         if stats.cov.shape != (d, d) or not np.isfinite(stats.cov).all() or not np.isfinite(stats.mean).all():
             raise IncompatibleStatsError(f"{path}: malformed statistics (mean {stats.mean.shape}, covariance {stats.cov.shape})")

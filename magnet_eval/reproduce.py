@@ -123,7 +123,7 @@ def codec_systems(codec_path: Path, prompts: Manifest, work: Path, seed: int) ->
 
 
 def evaluate_system(system: str, generated: Path, distribution_ref: Path, paired_ref: Path, results_dir: Path,
-                    n_bootstrap: int, seed: int, suite: str = "offline") -> Path:
+                    n_bootstrap: int, seed: int, suite: str = "offline", kl_classifier: Optional[str] = None) -> Path:
     """All metric rows of one system into RESULTS/<system>.parquet (reused when present).
 
     FAD, KAD and MIRDD compare against the distribution reference (the training clips); KL is
@@ -147,13 +147,14 @@ def evaluate_system(system: str, generated: Path, distribution_ref: Path, paired
     if suite == "paper":
         jobs = [
             dict(reference=distribution_ref, metrics=["fad"], embedder="vggish"),
-            dict(reference=paired_ref, metrics=["kl"], embedder="musicnn"),
+            dict(reference=paired_ref, metrics=["kl"], embedder="musicnn", kl_classifier=kl_classifier),
             dict(reference=paired_ref, metrics=["clap"], embedder="musicnn"),
             dict(reference=distribution_ref, metrics=["fad", "kad"], embedder="musicnn"),
         ]
     for job in jobs:
         res, per = evaluate(generated, job["reference"], job["metrics"], job["embedder"], system,
-                            n_bootstrap=n_bootstrap, seed=seed, on_missing_weights="row", on_error="row")
+                            n_bootstrap=n_bootstrap, seed=seed, on_missing_weights="row", on_error="row",
+                            kl_classifier=job.get("kl_classifier"))
         frames.append(res)
         samples.append(per)
     results = pd.concat(frames, ignore_index=True)
@@ -303,6 +304,7 @@ PAPER = {
                    "MusicGen small": "facebook/musicgen-small"},
         "text_encoder": "t5-base",
         "duration": 10.0,
+        "domain": "music",  # KL with PaSST pretrained on 20 s clips, as audiocraft's musicgen solver
     },
     "paper-audiocaps": {
         "captions": SHARED_DATA / "audiocaps" / "audiocaps-test.csv",
@@ -310,13 +312,14 @@ PAPER = {
         "models": {"Audio-MAGNeT small": "facebook/audio-magnet-small", "Audio-MAGNeT medium": "facebook/audio-magnet-medium"},
         "text_encoder": "t5-large",
         "duration": 10.0,
+        "domain": "audio",  # KL with PaSST pretrained on 10 s clips, as audiocraft's audiogen solver
     },
 }
 
 
 def paper_requirements(preset: str, captions: Optional[Path], audio_dir: Optional[Path]) -> list[str]:
     """Everything a paper preset needs that is not on this machine (empty when all is present)."""
-    from .embedders.classifiers import get_classifier
+    from .embedders.classifiers import get_classifier, passt_for_domain
     from .embedders.registry import get_info
     from .models.checkpoints import resolve_lm_checkpoint
     from .modules.conditioners import find_t5_folder
@@ -346,7 +349,7 @@ def paper_requirements(preset: str, captions: Optional[Path], audio_dir: Optiona
         if info_.find_weights() is None:
             missing.append(f"{emb} weights: {info_.weights}")
     try:
-        clf = get_classifier("passt")
+        clf = get_classifier(passt_for_domain(spec["domain"]))
         if not Path(clf.default_path()).is_file():
             missing.append(f"PaSST weights (KL): {clf.default_path()}")
     except MagnetEvalError as exc:
@@ -380,7 +383,11 @@ def run_paper(preset: str, out: Path, work: Path, captions: Optional[Path], audi
     for name, repo in spec["models"].items():
         systems[name] = run_generation(repo, str(ref_path), work / "generated" / name.replace(" ", "_"),
                                        duration=spec["duration"], batch_size=batch_size, device=device)
-    results = [evaluate_system(n, p, ref_path, ref_path, work / "results", 200, 0, suite="paper") for n, p in systems.items()]
+    from .embedders.classifiers import passt_for_domain
+
+    kl_clf = passt_for_domain(spec["domain"])  # PaSST 20 s for music, 10 s for general audio (audiocraft)
+    results = [evaluate_system(n, p, ref_path, ref_path, work / "results", 200, 0, suite="paper", kl_classifier=kl_clf)
+               for n, p in systems.items()]
     return build_report(results, out, audio_dirs={n: Path(p) for n, p in systems.items()},
                         title=f"magnet-eval: {preset}", notes=[f"Command: {command}"] if command else [])
 

@@ -74,3 +74,22 @@ def test_helpers():
     assert resample(np.ones(100, dtype=np.float32), 100, 100).shape == (100,)
     with pytest.raises(AudioError):
         check_finite(np.array([np.inf]), "x")
+
+
+def test_truncated_wav_is_detected_not_read_short(tmp_path):
+    """libsndfile clamps the frame count of a cut-off wav; the header's promise is compared with the file."""
+    path = save_audio(tmp_path / "full.wav", tone(16000, 1.0), 16000)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    assert sf.info(str(cut)).frames < 16000  # soundfile alone would hand back half the clip silently
+    with pytest.raises(AudioError, match="cut.wav: damaged wav: header promises 32000 bytes"):
+        load_audio(cut)
+    # an odd-sized chunk before `data` (padded to even) is walked correctly: the full file still loads
+    assert load_audio(path)[0].shape == (16000,)
+
+
+def test_folder_or_unreadable_where_audio_is_expected(tmp_path):
+    (tmp_path / "x.wav").mkdir()
+    with pytest.raises(AudioError, match="x.wav: is a folder, where an audio file was expected"):
+        load_audio(tmp_path / "x.wav")

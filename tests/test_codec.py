@@ -16,7 +16,8 @@ import torch
 
 from magnet_eval.errors import AudioError, CheckpointError, MagnetEvalError, MissingWeightsError
 from magnet_eval.models import codec as cm
-from magnet_eval.models.codec import (CODEC_FILE, CodecConfig, build_codec, config_from_xp, load_codec,
+from magnet_eval.models import codec_model
+from magnet_eval.models.codec import (CODEC_FILE, CodecConfig, build_codec, codec_config_from_xp, load_codec,
                                       save_codec)
 
 SMALL = dict(n_filters=4, dimension=16, ratios=[8, 5, 4, 4], n_q=4, bins=64, lstm=2)
@@ -269,7 +270,7 @@ def test_xp_cfg_interpolations_resolved(tmp_path):
     fabricate_audiocraft_export(tmp_path / CODEC_FILE)
     pkg = torch.load(tmp_path / CODEC_FILE, weights_only=True)
     assert "${sample_rate}" in pkg["xp.cfg"]
-    cfg = config_from_xp(pkg["xp.cfg"])
+    cfg = codec_config_from_xp(pkg["xp.cfg"])
     assert (cfg.sample_rate, cfg.channels, cfg.pad_mode, cfg.true_skip, cfg.causal, cfg.ratios) == \
         (32000, 1, "constant", True, False, [8, 5, 4, 4])
 
@@ -443,10 +444,10 @@ def test_bad_inputs():
 def test_unsupported_config_refused():
     xp = AUDIOCRAFT_XP.format(sr=32000, dimension=16, n_filters=4, ratios=[8, 5, 4, 4], n_q=4, bins=64)
     with pytest.raises(CheckpointError, match="disable_norm_outer_blocks"):
-        config_from_xp(xp.replace("disable_norm_outer_blocks: 0", "disable_norm_outer_blocks: 1"))
+        codec_config_from_xp(xp.replace("disable_norm_outer_blocks: 0", "disable_norm_outer_blocks: 1"))
     with pytest.raises(CheckpointError, match="renormalize"):
-        config_from_xp(xp.replace("renormalize: false", "renormalize: true"))
-    assert isinstance(config_from_xp(xp), CodecConfig)
+        codec_config_from_xp(xp.replace("renormalize: false", "renormalize: true"))
+    assert isinstance(codec_config_from_xp(xp), CodecConfig)
 
 
 def test_kmeans_covers_the_samples():
@@ -454,7 +455,7 @@ def test_kmeans_covers_the_samples():
     centers = torch.randn(5, 3, generator=g) * 10
     samples = torch.cat([c + 0.01 * torch.randn(40, 3, generator=g) for c in centers])
     torch.manual_seed(1)
-    means, counts = cm._kmeans(samples, 40, 30)  # more codes than clusters: every sample near a code
+    means, counts = codec_model._kmeans(samples, 40, 30)  # more codes than clusters: every sample near a code
     assert float(torch.cdist(samples, means).min(dim=1).values.max()) < 0.1
     assert int(counts.sum()) == 200 and torch.isfinite(means).all()
 

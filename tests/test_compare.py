@@ -19,13 +19,37 @@ from magnet_eval.ledger import Ledger, checkpoint_hash, record_results
 N = 40
 
 
+REF = {"kind": "audio", "sha1": "a" * 40, "n_clips": N}
+MODELS = {"musicnn": {"model": "musicnn", "weights_id": "w-musicnn-1", "sample_rate": 16000},
+          "clap": {"model": "clap", "weights_id": "w-clap-1", "sample_rate": 48000},
+          "essentia": {"model": "essentia", "weights_id": ""}}
+PROTOCOL = {"normalize": True, "headroom_db": 14.0}
+
+
+def provenance(embedder: str, *, reference: dict | None = None, model: dict | None = None,
+               protocol: dict | None = None) -> str:
+    """The details JSON `evaluate` writes (provenance.stamp), with parts overridable."""
+    import json
+
+    rec = {"model": {**MODELS[embedder], **(model or {})}, "protocol": {**PROTOCOL, **(protocol or {})},
+           "reference": None if embedder == "clap" else {**REF, **(reference or {})}}
+    return json.dumps({"provenance": rec})
+
+
 def make_results(folder: Path, name: str, *, fad: float = 4.0, kl_shift: float = 0.0, clap_shift: float = 0.0,
-                 seed: int = 0, fmt: str = "parquet", clap_status: str = "ok") -> Path:
-    """A results file + per-sample file in the agreed schema; KL/CLAP per clip from a fixed draw + shift."""
+                 seed: int = 0, fmt: str = "parquet", clap_status: str = "ok", ids: list[str] | None = None,
+                 reference: dict | None = None, model: dict | None = None, protocol: dict | None = None,
+                 recorded: bool = True) -> Path:
+    """A results file + per-sample file in the agreed schema; KL/CLAP per clip from a fixed draw + shift.
+
+    ids: the prompt ids (default p00..p39); reference / model / protocol: overrides of the recorded
+    provenance; recorded=False writes a file as made before provenance was recorded.
+    """
+    ids = ids if ids is not None else [f"p{i:02d}" for i in range(N)]
+    n = len(ids)
     rng = np.random.default_rng(seed)
-    ids = [f"p{i:02d}" for i in range(N)]
-    kl = rng.gamma(2.0, 0.5, N) + kl_shift
-    clap = rng.normal(0.3, 0.05, N) + clap_shift
+    kl = rng.gamma(2.0, 0.5, n) + kl_shift
+    clap = rng.normal(0.3, 0.05, n) + clap_shift
     rows = [
         dict(system=name, metric="fad", value=fad, ci_low=fad - 0.4, ci_high=fad + 0.5),
         dict(system=name, metric="kl_musicnn", value=kl.mean(), ci_low=math.nan, ci_high=math.nan),
@@ -34,12 +58,13 @@ def make_results(folder: Path, name: str, *, fad: float = 4.0, kl_shift: float =
         dict(system=name, metric="mirdd/tempo", value=2.0, ci_low=math.nan, ci_high=math.nan),
     ]
     res = pd.DataFrame(rows)
-    res["n_generated"] = N
+    res["n_generated"] = n
     res["n_reference"] = N
     res["embedder"] = ["musicnn", "musicnn", "clap", "essentia"]
     res["reference"] = "ref"
     res["status"] = ["ok", "ok", clap_status, "ok"]
-    res["details"] = "{}"
+    res["details"] = [provenance(e, reference=reference, model=model, protocol=protocol) if recorded else "{}"
+                      for e in res["embedder"]]
     per = pd.DataFrame([dict(system=name, id=i, metric="kl_musicnn", value=v) for i, v in zip(ids, kl)]
                        + [dict(system=name, id=i, metric="clap", value=v) for i, v in zip(ids, clap)]
                        + [dict(system=name, id=i, metric="fad_contribution", value=0.01) for i in ids])
@@ -162,7 +187,9 @@ def test_metric_with_two_embedders_is_compared_per_embedder(tmp_path):
         res = pd.read_parquet(make_results(tmp_path / name, name))
         extra = res[res.metric == "fad"].assign(embedder="vggish", value=vgg, ci_low=vgg - 0.1, ci_high=vgg + 0.1)
         frames.append(pd.concat([res, extra], ignore_index=True))
-    frame = compare_results(frames[0], frames[1], ["fad:+0.5"]).set_index("metric")
+    pers = [pd.read_parquet(tmp_path / name / f"{name}.per_sample.parquet") for name in ("base", "new")]
+    frame = compare_results(frames[0], frames[1], ["fad:+0.5"], baseline_per_sample=pers[0],
+                            new_per_sample=pers[1]).set_index("metric")
     assert frame.loc["fad (musicnn)", "verdict"] == "same" and not frame.loc["fad (musicnn)", "regressed"]
     assert frame.loc["fad (vggish)", "diff"] == pytest.approx(1.0)
     assert frame.loc["fad (vggish)", "verdict"] == "worse" and frame.loc["fad (vggish)", "regressed"]
@@ -277,3 +304,100 @@ def test_compare_checkpoints_generates_and_evaluates(tmp_path, monkeypatch):
                             tmp_path / "work", metrics=["fad"], embedder=BandEmbedder(), duration=1.0, seed=3,
                             batch_size=4, n_bootstrap=20, loader=lambda s, device: gens[s])
     assert gens["old.th"].seeds == []
+
+
+# ----------------------------------------------------------------------------- comparability (issue 14.2)
+
+
+def _refused(tmp_path, a, b, *words, extra=()):
+    """compare exits 2 with a message (no traceback) naming each of `words`; the library raises NotComparableError."""
+    from magnet_eval.errors import NotComparableError
+
+    res = run_cli(str(a), str(b), "--no-ledger", *extra)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and ("not comparable" in res.output or "cannot tell" in res.output)
+    for w in words:
+        assert w in res.output, (w, res.output)
+    with pytest.raises(NotComparableError):
+        compare_results(a, b, allow_unknown="--allow-unknown" in extra)
+    return res.output
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(reference={"sha1": "b" * 40}), ["reference differs", "bbbbbbbbbb", "aaaaaaaaaa"]),
+    (dict(reference={"n_clips": 20}), ["reference differs", "20 clips", f"{N} clips"]),
+    (dict(model={"weights_id": "w-musicnn-2"}), ["weights", "w-musicnn-2", "fad"]),
+    (dict(model={"sample_rate": 22050}), ["sample_rate", "22050"]),
+    (dict(protocol={"normalize": False}), ["protocol", "normalize"]),
+])
+def test_not_comparable_results_are_refused(tmp_path, change, words):
+    a = make_results(tmp_path / "a", "sys")
+    b = make_results(tmp_path / "b", "sys", **change)
+    _refused(tmp_path, a, b, *words)
+    # --allow-unknown never lets a known difference through
+    _refused(tmp_path, a, b, *words, extra=("--allow-unknown",))
+
+
+def test_other_embedder_is_refused(tmp_path):
+    a = make_results(tmp_path / "a", "sys")
+    frame = pd.read_parquet(a)
+    frame.loc[frame.metric == "fad", "embedder"] = "vggish"
+    b = tmp_path / "b" / "sys.parquet"
+    b.parent.mkdir()
+    frame.to_parquet(b, index=False)
+    pd.read_parquet(tmp_path / "a" / "sys.per_sample.parquet").to_parquet(tmp_path / "b" / "sys.per_sample.parquet")
+    _refused(tmp_path, a, b, "another embedder", "vggish", "musicnn")
+
+
+def test_prompt_sets_sharing_one_id_are_refused(tmp_path):
+    """6 vs 10 prompts with one id in common gave "same", exit 0: now refused, naming the counts."""
+    a = make_results(tmp_path / "a", "sys", ids=[f"a{i}" for i in range(5)] + ["common"])
+    b = make_results(tmp_path / "b", "sys", ids=[f"b{i}" for i in range(9)] + ["common"])
+    out = _refused(tmp_path, a, b, "share 1 ids", "baseline 6", "new 10")
+    assert "90%" in out
+    # 36 of 40 shared is enough (90 %); 35 of 40 is not
+    base_ids = [f"p{i:02d}" for i in range(N)]
+    ok = make_results(tmp_path / "c", "sys", ids=base_ids[:36])
+    assert run_cli(str(make_results(tmp_path / "d", "sys")), str(ok), "--no-ledger").exit_code in (0, 1)
+    few = make_results(tmp_path / "e", "sys", ids=base_ids[:35])
+    _refused(tmp_path, tmp_path / "d" / "sys.parquet", few, "share 35 ids")
+
+
+def test_few_shared_ids_skip_the_paired_test_and_say_so(tmp_path):
+    ids = [f"p{i}" for i in range(6)]
+    a = make_results(tmp_path / "a", "sys", ids=ids)
+    b = make_results(tmp_path / "b", "sys", ids=ids, kl_shift=0.05)
+    frame = compare_results(a, b).set_index("metric")
+    row = frame.loc["kl_musicnn"]
+    assert not row.ci_method.startswith("paired") and "paired test skipped: 6 shared ids" in row.note
+    assert row.ci_method.startswith("none") and row.verdict == "worse" and row.regressed
+    res = run_cli(str(a), str(b), "--no-ledger")
+    assert res.exit_code == 1 and "paired test skipped" in res.output and "none" in res.output
+    big = compare_results(make_results(tmp_path / "c", "sys"), make_results(tmp_path / "d", "sys", kl_shift=0.05))
+    assert "paired bootstrap" in run_cli(str(tmp_path / "c" / "sys.parquet"), str(tmp_path / "d" / "sys.parquet"),
+                                         "--no-ledger").output
+    assert big.set_index("metric").loc["kl_musicnn", "ci_method"].startswith("paired bootstrap over 40 ids")
+
+
+def test_unknown_provenance_is_refused_unless_allowed(tmp_path):
+    a = make_results(tmp_path / "a", "sys", recorded=False)  # a file from before provenance was recorded
+    b = make_results(tmp_path / "b", "sys")
+    _refused(tmp_path, a, b, "cannot tell", "not recorded in baseline", "--allow-unknown")
+    res = run_cli(str(a), str(b), "--no-ledger", "--allow-unknown")
+    assert res.exit_code == 0 and "not known" in res.output, res.output
+    # without its per-sample file the prompt ids are not known
+    (tmp_path / "b" / "sys.per_sample.parquet").unlink()
+    _refused(tmp_path, make_results(tmp_path / "c", "sys"), b, "prompt ids not known")
+    # an old file whose reference label or size differs is refused even with --allow-unknown
+    old = pd.read_parquet(a).assign(reference="other-ref")
+    old.to_parquet(tmp_path / "a" / "sys.parquet", index=False)
+    _refused(tmp_path, a, make_results(tmp_path / "d", "sys"), "reference differs", "other-ref",
+             extra=("--allow-unknown",))
+
+
+def test_identical_results_say_what_was_checked(tmp_path):
+    a = make_results(tmp_path / "a", "sys")
+    b = make_results(tmp_path / "b", "sys")
+    res = run_cli(str(a), str(b), "--no-ledger")
+    assert res.exit_code == 0, res.output
+    assert "same reference" in res.output and "40 of 40 ids shared" in res.output

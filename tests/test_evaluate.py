@@ -213,7 +213,7 @@ def test_plugin_metrics_and_missing_modules(corpus, monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "get_metric_class", lambda name: _FakeMIRDD if name == "mirdd" else real(name))
     res, _ = evaluate(corpus["heldout"], corpus["real"], ["mirdd"], cache=EmbeddingCache(tmp_path / "c"), seed=3)
     assert list(res.metric) == ["mirdd", "mirdd/key"] and res.value.tolist() == [0.25, 0.5]
-    assert json.loads(res.details[1]) == {"bins": 24}
+    assert {k: v for k, v in json.loads(res.details[1]).items() if k != "provenance"} == {"bins": 24}
     assert _FakeMIRDD.seen == {"n_gen": 8, "n_ref": 8, "normalize": True, "seed": 3}
     # a metric whose module is absent: an error, or a row with the reason when asked to keep going
     def absent(name):
@@ -223,3 +223,119 @@ def test_plugin_metrics_and_missing_modules(corpus, monkeypatch, tmp_path):
     res, _ = evaluate(corpus["heldout"], corpus["real"], ["chroma"], cache=EmbeddingCache(tmp_path / "c"),
                       on_error="row")
     assert res.metric[0] == "chroma_cosine" and "not available" in res.status[0] and math.isnan(res.value[0])
+
+
+# ----------------------------------------------------------------------------- issue 14.7: "weights not available"
+
+
+def _raise(exc):
+    def load(self, *a, **k):
+        raise exc
+    return load
+
+
+@pytest.mark.parametrize("exc", [ImportError("No module named 'torchvggish_dep'"),
+                                 TypeError("VGGish.__init__() got an unexpected keyword argument 'dtype'")])
+def test_a_failing_embedder_load_is_an_error_naming_its_cause(corpus, tmp_path, monkeypatch, exc):
+    from magnet_eval.cli import app
+    from magnet_eval.embedders.vggish import VGGishEmbedder
+    from magnet_eval.errors import ModelLoadError
+
+    monkeypatch.setattr(VGGishEmbedder, "_load", _raise(exc))
+    gen_dir = str(Path(corpus["heldout"].source).parent)
+    args = ["evaluate", "--generated", gen_dir, "--reference", corpus["real"].source, "--metrics", "fad",
+            "--embedder", "vggish", "--skip-missing-weights", "--no-ledger", "--cache-dir", str(tmp_path / "c")]
+    r = CliRunner().invoke(app, args + ["--out", str(tmp_path / "r.parquet")])
+    assert r.exit_code != 0 and isinstance(r.exception, ModelLoadError), (r.output, r.exception)
+    assert type(exc).__name__ in str(r.exception) and str(exc) in str(r.exception) and "vggish" in str(r.exception)
+    assert not (tmp_path / "r.parquet").exists()
+    # a suite that keeps going records the cause, never an amber "weights not available"
+    res, _ = evaluate(corpus["heldout"], corpus["real"], ["fad"], "vggish", cache=EmbeddingCache(tmp_path / "c"),
+                      on_missing_weights="row", on_error="row")
+    assert (res.status != "weights not available").all() and res.status.str.contains(type(exc).__name__).all()
+
+
+def test_a_classifier_import_error_is_not_missing_weights(corpus, tmp_path, monkeypatch):
+    """PaSST's ImportError used to become "weights not available" (and a silent fall-back to musicnn)."""
+    from magnet_eval.embedders.classifiers import PasstClassifier
+    from magnet_eval.errors import ModelLoadError
+
+    monkeypatch.setattr(PasstClassifier, "load", _raise(ImportError("No module named 'timm'")))
+    with pytest.raises(ModelLoadError, match="ImportError: No module named 'timm'"):
+        evaluate(corpus["heldout"], corpus["real"], ["kl"], kl_classifier="passt",
+                 cache=EmbeddingCache(tmp_path / "c"), on_missing_weights="row")
+    with pytest.raises(ModelLoadError, match="timm"):  # the default KL does not fall back on it either
+        evaluate(corpus["heldout"], corpus["real"], ["kl"], cache=EmbeddingCache(tmp_path / "c"),
+                 on_missing_weights="row")
+
+
+def test_a_missing_weights_file_is_weights_not_available_naming_the_file(corpus, tmp_path, monkeypatch):
+    from magnet_eval.cli import app
+    from magnet_eval.embedders.vggish import VGGishEmbedder
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))  # the default location holds nothing
+    missing = VGGishEmbedder.default_path()
+    assert not missing.exists() and str(tmp_path) in str(missing)
+    gen_dir = str(Path(corpus["heldout"].source).parent)
+    out = tmp_path / "r.parquet"
+    r = CliRunner().invoke(app, ["evaluate", "--generated", gen_dir, "--reference", corpus["real"].source,
+                                 "--metrics", "fad", "--embedder", "vggish", "--skip-missing-weights", "--no-ledger", "--out", str(out),
+                                 "--cache-dir", str(tmp_path / "c")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    res = pd.read_parquet(out).set_index("metric")
+    assert res.loc["fad", "status"] == "weights not available"
+    assert str(missing) in json.loads(res.loc["fad", "details"])["error"]
+
+
+# ----------------------------------------------------------------------------- issue 14.6 / 14.2: self-comparison, provenance
+
+
+def test_a_set_against_itself_is_labelled_not_measured(corpus, tmp_path):
+    from magnet_eval.manifest import ManifestEntry
+    from magnet_eval.provenance import SELF_COMPARISON
+
+    cache = EmbeddingCache(tmp_path / "c")
+    res, _ = evaluate(corpus["real"], corpus["real"], ["fad", "kad", "kl"], BandEmbedder(),
+                      kl_classifier=BandClassifier(), cache=cache, n_bootstrap=10)
+    assert (res.status == SELF_COMPARISON).all(), res[["metric", "status"]]
+    # the same files copied under other names and ids: still the set against itself
+    import shutil
+
+    copies = []
+    for i, e in enumerate(corpus["real"]):
+        dst = tmp_path / "copy" / f"x{i}.wav"
+        dst.parent.mkdir(exist_ok=True)
+        shutil.copy(e.audio_path, dst)
+        copies.append(ManifestEntry(id=f"x{i}", caption=e.caption, audio_path=str(dst)))
+    res, _ = evaluate(Manifest(copies), corpus["real"], ["fad"], BandEmbedder(), cache=cache, n_bootstrap=10)
+    assert (res.status == SELF_COMPARISON).all()
+    # a real measurement is not labelled
+    res, _ = evaluate(corpus["heldout"], corpus["real"], ["fad"], BandEmbedder(), cache=cache, n_bootstrap=10)
+    assert (res.status == "ok").all()
+
+
+def test_results_record_reference_model_and_protocol(corpus, tmp_path):
+    """What `compare` needs to refuse unlike results is written at evaluation time."""
+    from magnet_eval.compare import compare_results
+    from magnet_eval.errors import NotComparableError
+    from magnet_eval.evaluation import save_results
+
+    cache = EmbeddingCache(tmp_path / "c")
+    res, per = evaluate(corpus["heldout"], corpus["real"], ["fad"], BandEmbedder(), cache=cache, n_bootstrap=10)
+    prov = json.loads(res.details[0])["provenance"]
+    assert prov["model"] == {"model": "toybands", "weights_id": "toybands-v1", "sample_rate": 16000}
+    assert prov["protocol"] == {"normalize": True, "headroom_db": 14.0}
+    assert prov["reference"]["kind"] == "audio" and prov["reference"]["n_clips"] == len(corpus["real"])
+    a = save_results(res, per, tmp_path / "a.parquet")["results"]
+    # the same generated set against a smaller reference, or without loudness normalisation: refused
+    smaller = Manifest(list(corpus["real"])[:-1], corpus["real"].source)
+    res2, per2 = evaluate(corpus["heldout"], smaller, ["fad"], BandEmbedder(), cache=cache, n_bootstrap=10)
+    b = save_results(res2, per2, tmp_path / "b.parquet")["results"]
+    with pytest.raises(NotComparableError, match="reference differs"):
+        compare_results(a, b)
+    res3, per3 = evaluate(corpus["heldout"], corpus["real"], ["fad"], BandEmbedder(), cache=cache, n_bootstrap=10,
+                          normalize=False)
+    c = save_results(res3, per3, tmp_path / "c.parquet")["results"]
+    with pytest.raises(NotComparableError, match="protocol"):
+        compare_results(a, c)
+    assert set(compare_results(a, a).verdict) == {"same"}

@@ -137,3 +137,73 @@ def test_clip_level_embeddings_with_fewer_clips_than_dims():
     brute = res.value - frechet_distance(ref.mean, ref.cov, rest.mean, rest.cov)
     assert res.per_sample["fad_contribution"]["c0"] == pytest.approx(brute, rel=1e-8)
     assert res.details["rank_deficient_generated"] and res.ci_low < res.value < res.ci_high
+
+
+# ----------------------------------------------------------------------------- intervals that can be (issue 14.6)
+
+
+def _small_sets(seed: int):
+    rng = np.random.default_rng(seed)
+    ref = rng.standard_normal((400, 4))
+    clips = [rng.standard_normal((5, 4)) for _ in range(8)]  # drawn like the reference: FAD near 0
+    return ref, clips
+
+
+def test_distance_intervals_are_floored_at_zero_and_contain_the_value():
+    """Small sets from the reference's own distribution: the bias shift used to push the lower end below 0."""
+    from magnet_eval.metrics.frechet import GaussianStats
+    from magnet_eval.metrics.kad import KAD
+
+    below_zero_before = 0
+    for seed in range(6):
+        ref, clips = _small_sets(seed)
+        ids = [str(i) for i in range(len(clips))]
+        fad = FAD(GaussianStats.from_frames(ref), n_bootstrap=100, seed=seed, fad_inf=False)
+        fad.update(clips, ids)
+        kad = KAD(ref, n_bootstrap=100, seed=seed)
+        kad.update(clips, ids)
+        for r in (fad.compute(), kad.compute()):
+            assert r.ci_low <= r.value <= r.ci_high, (r.metric, seed, r.value, r.ci_low, r.ci_high)
+            assert r.ci_low >= min(0.0, r.value), (r.metric, seed, r.ci_low)
+            assert "floored at 0" in r.details["ci_method"]
+            below_zero_before += r.ci_low == 0.0
+    assert below_zero_before > 0  # the floor was needed at least once: the test exercises it
+
+
+def test_distance_interval_rule():
+    from magnet_eval.metrics._common import bootstrap_interval, distance_interval
+
+    boots = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1] * 10
+    lo, hi = bootstrap_interval(boots, 0.05, 0.9)
+    assert lo < 0  # the plain bias-corrected interval goes below zero
+    flo, fhi = distance_interval(boots, 0.05, 0.9)
+    assert flo == 0.0 and fhi == pytest.approx(hi)
+    # a skewed bootstrap whose shifted interval misses the estimate is widened to contain it
+    skew = [0.0] * 5 + [10.0] * 95
+    slo, shi = distance_interval(skew, 9.0, 0.5)
+    assert slo <= 9.0 <= shi
+    # KAD's unbiased estimate may be negative: the interval then starts at the estimate
+    nlo, nhi = distance_interval([0.1, 0.2, 0.3] * 10, -0.2, 0.9)
+    assert nlo == -0.2 and nhi >= -0.2
+    assert all(math.isnan(x) for x in distance_interval([1.0], 0.5, 0.9))
+
+
+def test_set_against_itself_is_flagged():
+    from magnet_eval.metrics.frechet import GaussianStats
+    from magnet_eval.metrics.kad import KAD
+
+    ref, clips = _small_sets(0)
+    ids = [str(i) for i in range(10)]
+    same = [ref[i * 40:(i + 1) * 40] for i in range(10)]
+    fad = FAD(GaussianStats.from_frames(ref), n_bootstrap=20)
+    fad.update(same[::-1], ids)  # the same frames in another order
+    assert fad.compute().details["self_comparison"] and fad.compute_fad_inf().details["self_comparison"]
+    kad = KAD(ref.astype(np.float32), n_bootstrap=20)  # reference frames stored as float32 in .npz stats
+    kad.update(same, ids)
+    assert kad.compute().details["self_comparison"]
+    other = FAD(GaussianStats.from_frames(ref), n_bootstrap=0)
+    other.update(clips, [str(i) for i in range(len(clips))])
+    assert not other.compute().details["self_comparison"]
+    k2 = KAD(ref, n_bootstrap=0)
+    k2.update(same[:-1] + [same[-1] + 1e-3], ids)
+    assert not k2.compute().details["self_comparison"]

@@ -122,10 +122,9 @@ def test_resume_skips_finished_clips_and_is_deterministic(tmp_path, codec):
     ids = [json.loads(ln)["id"] for ln in (out / "log.jsonl").read_text().splitlines() if ln.startswith("{\"id")
            and ln.endswith("}")]
     assert sorted(set(ids)) == [f"c{i}" for i in range(5)]
-    for i in range(5):  # the resumed clips equal the uninterrupted run's (c3 and c4 are now decoded alone:
-        # the codec's convolutions may then round a few samples differently by one 16-bit step)
-        a, b = sf.read(out / f"c{i}.wav")[0], sf.read(fresh / f"c{i}.wav")[0]
-        assert a.shape == b.shape and np.abs(a - b).max() <= 2 / 32768 and np.mean(a != b) < 0.01, i
+    for i in range(5):  # the resumed clips equal the uninterrupted run's, byte for byte (CPU float32:
+        # a clip's audio does not depend on its batch, so c3 and c4, now generated alone, are unchanged)
+        assert (out / f"c{i}.wav").read_bytes() == (fresh / f"c{i}.wav").read_bytes(), i
     assert Manifest.read(out / "manifest.jsonl").ids() == [f"c{i}" for i in range(5)]
     # other settings in the same folder are refused, --overwrite starts again
     res = invoke(args[:-1] + ["4", "-o", str(out)])

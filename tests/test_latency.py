@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from magnet_eval.bench import latency as lat
+from magnet_eval.bench import measure
 from magnet_eval.errors import MagnetEvalError
 
 
@@ -185,7 +186,7 @@ def test_prompts_from_manifest_and_text(tmp_path):
     Manifest([ManifestEntry("a", "first caption"), ManifestEntry("b", "second caption")]).write(tmp_path / "p.jsonl")
     assert lat.read_prompts(tmp_path / "p.jsonl") == ["first caption", "second caption"]
     assert lat.read_prompts("solo violin") == ["solo violin"]
-    assert lat._batch_prompts(["x", "y"], 5) == ["x", "y", "x", "y", "x"]
+    assert measure._batch_prompts(["x", "y"], 5) == ["x", "y", "x", "y", "x"]
 
 
 def test_cli_latency(tmp_path, monkeypatch):

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from magnet_eval.models.lm import LMConfig, LMModel, build_lm
+from magnet_eval.models.build import build_lm
+from magnet_eval.models.lm import LMConfig, LMModel
 from magnet_eval.modules.patterns import DelayPattern, ParallelPattern, get_pattern
 from magnet_eval.modules.transformer import (KVCache, MultiheadAttention, create_sin_embedding,
                                              restricted_context_mask)
@@ -199,3 +200,32 @@ def test_condition_from_texts_random_encoder_and_null():
     assert torch.equal(cond[1], torch.zeros_like(cond[1])) and mask[1].sum() == 0
     assert torch.equal(cond[0], cond[2])
     assert (cond[0, 2:] == 0).all()  # padded positions are zeroed
+
+
+def test_no_import_cycle_in_models():
+    """models/: lm is imported by magnet/musicgen, never the other way (build_lm lives in models/build.py)."""
+    import ast
+    from pathlib import Path
+
+    import magnet_eval.models as pkg
+
+    folder = Path(pkg.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                deps.add(node.module.split(".")[0])
+            elif isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps.update(a.name for a in node.names)
+        graph[path.stem] = {d for d in deps if (folder / f"{d}.py").is_file()}
+    assert not graph["lm"] & {"magnet", "musicgen", "build", "generator"}
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for d in graph.get(start, ()):
+            if d == target or (d not in seen and reaches(d, target, seen | {d})):
+                return True
+        return False
+
+    cyclic = sorted(m for m in graph if reaches(m, m, {m}))
+    assert not cyclic, cyclic

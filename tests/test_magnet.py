@@ -128,9 +128,9 @@ def test_cfg_and_temperature_applied_in_the_loop(monkeypatch):
     captured = []
     real = MagnetLM._sample_masked
 
-    def spy(probs, token_mask, dec, generators):
+    def spy(probs, token_mask, dec, *rest):
         captured.append(probs.clone())
-        return real(probs, token_mask, dec, generators)
+        return real(probs, token_mask, dec, *rest)
 
     monkeypatch.setattr(MagnetLM, "_sample_masked", staticmethod(spy))
     dec = MagnetDecoding(decoding_steps=[4, 2, 2, 3], temperature=2.0, max_cfg_coef=7.0, min_cfg_coef=2.0)

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from magnet_eval.cli import app
 from magnet_eval.errors import ManifestError
-from magnet_eval.manifest import (Manifest, ManifestEntry, read_any, read_audiocaps, read_musiccaps)
+from magnet_eval.manifest import (MUSICCAPS_COLUMNS, Manifest, ManifestEntry, read_any, read_audiocaps,
+                                  read_musiccaps)
 
 MC_HEADER = ["ytid", "start_s", "end_s", "audioset_positive_labels", "aspect_list", "caption", "author_id",
              "is_balanced_subset", "is_audioset_eval", "openai_refine"]
@@ -137,3 +138,63 @@ def test_cli_musiccaps_writes_manifest_and_missing_list(tmp_path):
     assert (tmp_path / "out" / "m.missing.txt").read_text().split() == ["v2"]
     r = CliRunner().invoke(app, ["data", "check", str(out)])
     assert r.exit_code != 0 and isinstance(r.exception, ManifestError)
+
+
+def test_wrong_field_types_are_refused_with_file_and_line(tmp_path):
+    import json
+
+    cases = {"labels": {"id": "a", "labels": [1]}, "id_null": {"id": None}, "id_obj": {"id": {"x": 1}},
+             "stems": {"id": "a", "stems": ["a.wav"]}, "duration": {"id": "a", "duration": "ten"},
+             "caption": {"id": "a", "caption": 3}}
+    for name, entry in cases.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(json.dumps({"id": "ok"}) + "\n" + json.dumps(entry) + "\n")
+        with pytest.raises(ManifestError, match=rf"{name}.jsonl:2: malformed"):
+            Manifest.read(path)
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"id": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(ManifestError, match="latin.jsonl: manifest is not UTF-8"):
+        Manifest.read(latin)
+
+
+def test_same_file_under_two_ids_is_flagged(tmp_path):
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"RIFF")
+    m = Manifest([ManifestEntry(id="x", audio_path=str(wav)), ManifestEntry(id="y", audio_path=str(wav))])
+    assert m.duplicate_audio() == {str(wav.resolve()): ["x", "y"]}
+    path = m.write(tmp_path / "m.jsonl")
+    with pytest.raises(ManifestError, match="a.wav under ids x, y"):
+        Manifest.read(path)
+
+
+def test_ids_starting_with_a_dot_survive_a_folder_round_trip(tmp_path):
+    """`generate` writes {id}.wav; reading the folder back must give the same ids (AppleDouble files aside)."""
+    import numpy as np
+
+    from magnet_eval.audio import save_audio
+
+    ids = [".hidden", "..two", "plain"]
+    for i in ids:
+        save_audio(tmp_path / f"{i}.wav", np.zeros(160, dtype=np.float32), 16000)
+    (tmp_path / "._plain.wav").write_bytes(b"\0" * 10)  # macOS resource fork, not audio
+    (tmp_path / ".x.wav.tmp").write_bytes(b"")  # a half-written temp file
+    assert sorted(Manifest.from_dir(tmp_path).ids()) == sorted(ids)
+
+
+def test_malformed_csv_rows_name_file_and_line(tmp_path):
+    header = ",".join(MUSICCAPS_COLUMNS) + "\n"
+    short = tmp_path / "short.csv"
+    short.write_text(header + "abc,0,10\n")
+    with pytest.raises(ManifestError, match=r"short.csv:2: malformed row: 3 fields"):
+        read_musiccaps(short)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes((header + 'abc,0,10,"[]","[]",caf\xe9,1,False,True\n').encode("latin-1"))
+    with pytest.raises(ManifestError, match="latin.csv: caption file is not UTF-8"):
+        read_musiccaps(latin)
+
+
+def test_audiocaps_mixed_numeric_and_text_ids_sort(tmp_path):
+    csv_path = tmp_path / "ac.csv"
+    csv_path.write_text("audiocap_id,youtube_id,start_time,caption\n12,vid,0,second\nx7,vid,0,third\n3,vid,0,first\n")
+    entry = read_audiocaps(csv_path).manifest[0]
+    assert entry.caption == "first" and entry.labels["audiocap_ids"] == ["3", "12", "x7"]

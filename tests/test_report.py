@@ -11,8 +11,9 @@ import pytest
 
 from magnet_eval.errors import MagnetEvalError
 from magnet_eval.report import build_report
-from magnet_eval.report.tables import (collect_results, fmt_cell, fmt_params, metrics_wide, table1, table1_display,
-                                       to_markdown)
+from magnet_eval.report.plots import metric_panels
+from magnet_eval.report.tables import (collect_results, fmt_cell, fmt_params, metrics_wide, not_computed, table1,
+                                       table1_display, to_markdown)
 
 COLS = ["system", "metric", "value", "ci_low", "ci_high", "n_generated", "n_reference", "embedder", "reference",
         "status", "details"]
@@ -50,6 +51,9 @@ def latency_frame() -> pd.DataFrame:
 def test_table1_layout_and_values():
     res = pd.concat([results_frame("magnet-tiny", 4.2, 1.1, 0.3), results_frame("musicgen-tiny", 4.9, 1.4, 0.5),
                      results_frame("held-out real", 0.5, 0.2, 0.05, n_params=0)], ignore_index=True)
+    res.loc[(res.system == "musicgen-tiny") & (res.metric == "clap"), ["value", "status"]] = (0.3, "ok")
+    res.loc[res.metric == "kl", "details"] = json.dumps({"error": "PaSST weights passt.pt not found\n"
+                                                                  "Put the file at: /cache/passt.pt"})
     res = collect_results([res])
     t1 = table1(res, latency_frame())
     assert list(t1.model) == ["magnet-tiny", "musicgen-tiny", "held-out real"]
@@ -57,8 +61,12 @@ def test_table1_layout_and_values():
     assert m.loc["magnet-tiny", "fad"] == pytest.approx(4.2)
     assert m.loc["musicgen-tiny", "fad_ci_high"] == pytest.approx(4.9 * 1.1)
     assert m.loc["musicgen-tiny", "kl_musicnn"] == pytest.approx(1.4)
+    # computed for one system only: a column, the other system's cell says why it is empty
+    assert m.loc["musicgen-tiny", "clap"] == pytest.approx(0.3)
     assert m.loc["magnet-tiny", "clap_status"] == "weights not available" and math.isnan(m.loc["magnet-tiny", "clap"])
-    assert m.loc["magnet-tiny", "kl_status"] == "weights not available"
+    # computed for no system (PaSST KL): no column at all, listed once by not_computed
+    assert "kl_status" not in t1.columns and "kl" not in t1.columns
+    assert not_computed(res) == ["kl [passt]: weights not available (put it at /cache/passt.pt)"]
     # latency of the smallest batch that ran (batch 1 failed): batch 2
     assert m.loc["magnet-tiny", "latency_batch"] == 2
     assert m.loc["magnet-tiny", "latency_s"] == pytest.approx(0.5 * 2 ** 0.5)
@@ -120,6 +128,10 @@ def test_build_report_files(tmp_path):
     page = index.read_text()
     assert page.count("data:image/png;base64,") == 2
     assert "weights not available" in page and "made by a test" in page
+    # PaSST KL and CLAP were computed for no system: named once in the notes, no column, no panel
+    assert "Not computed for any system (no column or panel): kl [passt]" in page
+    assert "clap [clap]: weights not available" in page
+    assert "CLAP" not in pd.read_csv(out / "table1.csv").columns and "kl" not in t1.columns
     assert "<audio" not in page  # no audio dirs given
     assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -146,3 +158,17 @@ def test_audio_sample_prefers_prompts_every_system_has(tmp_path):
             assert (tmp_path / "rep" / r["files"][s]).is_file()
     rows, _ = collect_audio(dirs, tmp_path / "rep2", n=6)
     assert len(rows) == 6 and sum(r["files"]["B"] is None for r in rows) == 2
+
+
+def test_metric_panels_one_per_computed_embedder():
+    """FAD on musicnn (computed) and on VGGish (weights missing): one FAD panel, the musicnn one."""
+    a = results_frame("s", 4.0, 1.0, 0.3)
+    b = results_frame("s", math.nan, 1.0, 0.3)
+    b = b[b.metric.isin(["fad", "fad_inf"])].assign(embedder="vggish", status="weights not available")
+    res = collect_results([a, b])
+    panels = metric_panels(res)
+    assert ("fad", "musicnn") in panels and ("fad_inf", "musicnn") in panels
+    assert not any(e == "vggish" for _, e in panels) and ("kl", "passt") not in panels and ("clap", "clap") not in panels
+    c = b.assign(status="ok", value=7.0)  # now VGGish FAD is computed too: a second FAD panel
+    assert ("fad", "vggish") in metric_panels(collect_results([a, c]))
+    assert [line.split(":")[0] for line in not_computed(res)] == ["kl [passt]", "clap [clap]", "fad, fad_inf [vggish]"]

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from magnet_eval.errors import CheckpointError, MagnetEvalError
-from magnet_eval.solvers import base
-from magnet_eval.solvers.base import Solver, StepOutput, TrainConfig, fit, lr_factor
+from magnet_eval.solvers import base, checkpoint
+from magnet_eval.solvers.base import Solver, StepOutput, TrainConfig, fit
+from magnet_eval.solvers.optim import lr_factor
 
 
 @pytest.fixture(autouse=True)
@@ -100,8 +101,8 @@ def test_fit_trains_logs_plots_and_exports(tmp_path):
     assert res.metrics["valid_loss"] == pytest.approx(valid.valid_loss.iloc[-1])
     done = json.loads((tmp_path / base.DONE_NAME).read_text())
     assert done["step"] == 30
-    assert base.completed_run(tmp_path, solver.config(), _cfg()) is not None
-    assert base.completed_run(tmp_path, solver.config(), _cfg(lr=1e-3)) is None
+    assert checkpoint.completed_run(tmp_path, solver.config(), _cfg()) is not None
+    assert checkpoint.completed_run(tmp_path, solver.config(), _cfg(lr=1e-3)) is None
 
 
 def _weights(path: Path) -> dict:
@@ -133,7 +134,7 @@ def test_resume_without_restoring_rng_would_differ(tmp_path, monkeypatch):
     with pytest.raises(Crash):
         fit(ToySolver(crash_at=17), _cfg(), tmp_path / "run")
     torch.manual_seed(999)
-    monkeypatch.setattr(base, "_set_rng_state", lambda state: None)
+    monkeypatch.setattr(base, "set_rng_state", lambda state: None)
     res = fit(ToySolver(), _cfg(), tmp_path / "run")
     a, b = _weights(ref.export), _weights(res.export)
     assert any(not torch.equal(a[k], b[k]) for k in a)

@@ -8,16 +8,12 @@ import pytest
 import torch
 
 from magnet_eval.models.checkpoints import load_lm, save_lm
-from magnet_eval.models.lm import LMConfig, build_lm
+from magnet_eval.models.build import build_lm
+from magnet_eval.models.lm import LMConfig
 from magnet_eval.solvers.base import StepRandom, TrainConfig, fit
-from magnet_eval.solvers.magnet import (
-    LMTrainModule,
-    MagnetSolver,
-    drop_conditions,
-    magnet_loss,
-    masked_stage_inputs,
-)
+from magnet_eval.solvers.magnet import MagnetSolver, StageTally, magnet_loss, masked_stage_inputs
 from magnet_eval.solvers.musicgen import MusicGenSolver, musicgen_loss
+from magnet_eval.solvers.text_lm import LMTrainModule, drop_conditions
 from magnet_eval.solvers.tokens import TokenSet
 
 CARD = 32
@@ -83,6 +79,21 @@ def test_loss_reaches_only_masked_tokens_of_the_stage():
     ref = torch.nn.functional.cross_entropy(logits[:, 2][mask], codes[:, 2][mask])
     assert loss.item() == pytest.approx(ref.item())
     assert correct.numel() == int(mask.sum())
+
+
+def test_stage_tally_weights_batches_by_tokens_then_averages_stages():
+    tally = StageTally()
+    tally.add(0, torch.tensor(1.0), torch.tensor([True, False]), 1, 2)
+    tally.add(0, torch.tensor(4.0), torch.tensor([True, True, True, True]), 0, 4)
+    tally.add(1, torch.tensor(2.0), torch.tensor([False, False]), 2, 2)
+    m = tally.metrics()
+    assert list(m) == ["valid_accuracy_stage0", "valid_loss_stage0", "valid_accuracy_stage1", "valid_loss_stage1",
+                       "valid_loss", "valid_accuracy", "valid_unigram_accuracy"]  # the log's column order
+    assert m["valid_loss_stage0"] == pytest.approx((1 * 2 + 4 * 4) / 6)  # token-weighted, not a mean of batches
+    assert m["valid_accuracy_stage0"] == pytest.approx(5 / 6) and m["valid_accuracy_stage1"] == 0.0
+    assert m["valid_loss"] == pytest.approx((3.0 + 2.0) / 2)  # stages count equally
+    assert m["valid_accuracy"] == pytest.approx(5 / 12)
+    assert m["valid_unigram_accuracy"] == pytest.approx((1 / 6 + 1.0) / 2)
 
 
 def test_solver_step_gives_gradient_to_the_chosen_head_only():

@@ -9,6 +9,7 @@ import typer
 from ..errors import MagnetEvalError
 from ..progress import fail
 from . import bench, compare, data, evaluate, generate, report, reproduce, stats, train
+from . import vamp
 
 app = typer.Typer(
     name="magnet-eval",
@@ -27,12 +28,24 @@ app.command(name="evaluate", help=evaluate.__doc__)(evaluate.main)
 app.command(name="report", help=report.__doc__)(report.main)
 app.command(name="compare", help=compare.__doc__)(compare.main)
 app.command(name="reproduce", help=reproduce.__doc__)(reproduce.main)
+app.command(name="vamp", help=vamp.__doc__)(vamp.main)
+from . import stem  # noqa: E402  (StemGen, issue 11)
+app.command(name="stem", help=stem.__doc__)(stem.main)
 
 
 def main() -> None:
-    """Console entry point: user errors print a message, not a traceback, and exit 2."""
+    """Console entry point: user errors print a message, not a traceback, and exit 2.
+
+    An OSError that names a file (permission denied, disk full, a folder where a file was
+    expected) is the user's environment, not a bug: it is reported the same way.
+    """
     try:
         app()
     except MagnetEvalError as exc:
         fail(str(exc))
+        sys.exit(2)
+    except OSError as exc:
+        if not getattr(exc, "filename", None):
+            raise
+        fail(f"{exc.filename}: {exc.strerror or exc}")
         sys.exit(2)

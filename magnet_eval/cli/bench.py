@@ -48,20 +48,39 @@ def latency(
     fresh: bool = typer.Option(False, "--fresh", help="Ignore points already in the CSV and measure everything again."),
 ) -> None:
     """Latency and throughput vs batch size per model (CSV + Figure-2-style PNG); OOM is recorded, not fatal."""
-    from ..bench.latency import CSV_NAME, PNG_NAME, run_latency_benchmark
+    from ..bench.latency import CSV_NAME, DTYPES, PNG_NAME, run_latency_benchmark
     from ..errors import MagnetEvalError
     from ..progress import info
+    from ..validate import (decoding_options, generation_duration, non_empty_text, non_negative_int, one_of,
+                            positive_float, positive_int, writable_output)
 
     try:
         sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
     except ValueError as exc:
         raise MagnetEvalError(f"--batch-sizes must be a comma list of integers, got {batch_sizes!r}") from exc
+    if not sizes:
+        raise MagnetEvalError(f"--batch-sizes is empty ({batch_sizes!r}): give e.g. 1,2,4")
+    for b in sizes:
+        positive_int("--batch-sizes", b)
+    if duration is not None:
+        generation_duration("--duration", duration)
+    one_of("--dtype", str(dtype).lower(), DTYPES)
+    non_negative_int("--warmup", warmup)
+    positive_int("--repeats", repeats)
+    if time_budget is not None:
+        positive_float("--time-budget", time_budget)
+    if prompts is not None:
+        non_empty_text("--prompts", prompts)
+    if not checkpoint:
+        non_empty_text("--models", models)
+    writable_output(out, "--out", kind="dir")
     params = {}
     for p in param:
         if "=" not in p:
             raise MagnetEvalError(f"--param expects KEY=VALUE, got {p!r}")
         k, v = p.split("=", 1)
         params[k.strip()] = _parse_value(v.strip())
+    decoding_options(params, prefix="--param ")
     table = run_latency_benchmark(models, sizes, out_dir=out, duration=duration, device=device, dtype=dtype,
                                   warmup=warmup, repeats=repeats, time_budget_s=time_budget, checkpoints=checkpoint,
                                   prompts=prompts, seed=seed, params=params, resume=not fresh)

@@ -4,7 +4,9 @@ BASELINE and NEW are results files of `evaluate` (.parquet/.csv; the per-sample 
 
 Tolerances: --metric fad:+0.1 (absolute) or --metric kl:+5% (relative to the baseline), globs allowed (mirdd*:+10%). A metric without a tolerance fails when it is significantly worse. Every comparison is appended to the results ledger; --history NAME lists a checkpoint's history.
 
-Exit status: 0 no regression, 1 regression, 2 bad input.
+Refused (exit 2, naming what differs) when the two results are not comparable: another reference set or reference size, another embedder / classifier, weights or sample rate, another loudness protocol, or prompt sets that share fewer than 90% of the larger set's ids (6 vs 10 prompts with 1 in common is refused). Results that do not record this (files from before provenance was recorded, a results file without its .per_sample file) are refused unless --allow-unknown. With fewer than 10 shared ids the paired bootstrap is skipped; the "test" column says which interval was used: paired bootstrap, from the two intervals (independent), or none (sign of the difference).
+
+Exit status: 0 no regression, 1 regression, 2 bad input or results that are not comparable.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def print_comparison(frame) -> None:
     from rich.table import Table
 
     table = Table(title="magnet-eval compare (diff = new - baseline)")
-    for col in ("system", "metric", "baseline", "new", "diff", "CI of diff", "better when", "tolerance", "verdict"):
+    for col in ("system", "metric", "baseline", "new", "diff", "CI of diff", "test", "better when", "tolerance",
+                "verdict"):
         table.add_column(col, justify="right" if col in ("baseline", "new", "diff") else "left")
     colour = {"better": "green", "worse": "red", "same": "white"}
     for r in frame.itertuples():
@@ -41,9 +44,13 @@ def print_comparison(frame) -> None:
             verdict += " [bold red]REGRESSION[/]"
         if r.note:
             verdict += f" ({r.note})"
-        table.add_row(system, r.metric, _fmt(r.baseline), _fmt(r.new), _fmt(r.diff), ci,
+        table.add_row(system, r.metric, _fmt(r.baseline), _fmt(r.new), _fmt(r.diff), ci, str(r.ci_method),
                       r.direction.replace(" is better", ""), r.tolerance or "-", verdict)
-    Console(width=180).print(table)
+    Console(width=200).print(table)
+    from ..progress import info
+
+    for note in frame.attrs.get("comparability", []):
+        info(f"comparability: {note}")
 
 
 def print_history(frame, name: str) -> None:
@@ -77,6 +84,7 @@ def main(
     metric: List[str] = typer.Option([], "--metric", "-m", help="Tolerance METRIC:+AMOUNT or METRIC:+PCT% (how much worse it may get); repeatable."),
     only_listed: bool = typer.Option(False, "--only-listed", help="Only metrics given with --metric can fail the comparison."),
     strict: bool = typer.Option(False, "--strict", help="A metric that was ok in BASELINE but failed or is missing in NEW is a regression."),
+    allow_unknown: bool = typer.Option(False, "--allow-unknown", help="Compare results that do not record their reference identity, model weights, protocol or prompt ids (older files, no .per_sample file); what could not be checked is printed. Results known to differ are always refused."),
     system_baseline: Optional[str] = typer.Option(None, "--system-baseline", help="System of BASELINE to compare (when the file has several)."),
     system_new: Optional[str] = typer.Option(None, "--system-new", help="System of NEW to compare."),
     bootstrap: int = typer.Option(2000, "--bootstrap", help="Paired bootstrap resamples for the interval of a difference."),
@@ -103,7 +111,15 @@ def main(
     from ..errors import MagnetEvalError
     from ..ledger import Ledger, checkpoint_hash
     from ..progress import info
+    from ..validate import non_negative_int, probability, writable_output
 
+    # options first: a bad value or unwritable output stops before anything is generated or read
+    non_negative_int("--bootstrap", bootstrap)
+    probability("--ci", ci, low_open=True, high_open=True)
+    if out is not None:
+        writable_output(out, "--out")
+    if not no_ledger and not history:
+        Ledger(ledger).check_appendable()
     if history:
         frame = Ledger(ledger).history(history, history_metric)
         if len(frame) == 0:
@@ -136,9 +152,15 @@ def main(
                                                   metrics=[m for m in metrics.split(",") if m.strip()],
                                                   embedder=embedder, duration=duration, seed=seed,
                                                   batch_size=batch_size, device=device))
-    frame = compare_results(paths["baseline"], paths["new"], tolerances, system_baseline=system_baseline,
-                            system_new=system_new, only_listed=only_listed, strict=strict, n_boot=bootstrap,
-                            ci=ci, seed=seed)
+    from ..progress import fail
+
+    try:
+        frame = compare_results(paths["baseline"], paths["new"], tolerances, system_baseline=system_baseline,
+                                system_new=system_new, only_listed=only_listed, strict=strict,
+                                allow_unknown=allow_unknown, n_boot=bootstrap, ci=ci, seed=seed)
+    except MagnetEvalError as exc:  # not comparable, unreadable: exit 2, never 1 (a regression) or 0
+        fail(str(exc))
+        raise typer.Exit(code=2) from None
     if len(frame) == 0:
         raise MagnetEvalError("the two results have no metric in common")
     print_comparison(frame)

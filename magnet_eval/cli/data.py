@@ -30,6 +30,17 @@ def _write(result: ReadResult, out: Path, audio_dir: Optional[Path], drop_missin
     info(f"wrote {out}: {len(manifest)} entries from {result.n_rows} rows")
 
 
+def _check_io(csv: Path, out: Path, audio_dir: Optional[Path]) -> None:
+    """Options shared by the caption readers, checked before the CSV is parsed or the folder indexed."""
+    from ..errors import ManifestError
+    from ..validate import readable_file, writable_output
+
+    readable_file(csv, "caption file (--csv)", ManifestError)
+    writable_output(out, "--out")
+    if audio_dir is not None and not audio_dir.is_dir():
+        raise ManifestError(f"--audio-dir {audio_dir}: is not a folder")
+
+
 @app.command()
 def musiccaps(
     csv: Path = typer.Option(..., "--csv", help="musiccaps-public.csv (extra columns are kept)."),
@@ -38,6 +49,7 @@ def musiccaps(
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Leave rows without audio out of the manifest (they are always listed)."),
 ) -> None:
     """Convert MusicCaps captions (+ a local audio folder) to a manifest; reports rows with no audio."""
+    _check_io(csv, out, audio_dir)
     _write(read_musiccaps(csv, audio_dir), out, audio_dir, drop_missing)
 
 
@@ -51,6 +63,10 @@ def audiocaps(
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Leave clips without audio out of the manifest."),
 ) -> None:
     """Convert AudioCaps captions (one entry per clip) + a local audio folder to a manifest."""
+    _check_io(csv, out, audio_dir)
+    from ..validate import one_of
+
+    one_of("--caption", caption, ("first", "random"))
     _write(read_audiocaps(csv, audio_dir, caption_choice=caption, seed=seed), out, audio_dir, drop_missing)
 
 

@@ -22,9 +22,20 @@ def synth(
     force: bool = typer.Option(False, "--force", help="Re-render clips that are already finished."),
 ) -> None:
     """Compose and render multi-track pieces (drums, bass, chords, lead) with MusicCaps-like captions and stems; resumable."""
+    from ..errors import InvalidOptionError
     from ..synth.corpus import build_corpus, summarize
+    from ..validate import positive_float, positive_int, writable_output
 
+    positive_int("--n", n)
+    positive_float("--duration", duration, maximum=3600.0, why_max="one hour: clips are rendered in memory")
+    positive_int("--workers", workers)
+    positive_int("--sample-rate", sample_rate)
+    writable_output(out, "--out", kind="dir")
     chosen = [g.strip() for g in genres.split(",") if g.strip()] if genres else None
+    unknown = [g for g in chosen or [] if g not in GENRES]
+    if genres is not None and not chosen or unknown:
+        raise InvalidOptionError(f"--genres {genres!r}: unknown {', '.join(unknown) or '(empty)'}; "
+                                 f"choose among {', '.join(GENRES)}")
     manifest = build_corpus(out, n=n, duration=duration, seed=seed, workers=workers, sample_rate=sample_rate,
                             genres=chosen, force=force)
     s = summarize(manifest)

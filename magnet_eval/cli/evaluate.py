@@ -75,8 +75,31 @@ def main(
     from ..embedding_cache import EmbeddingCache
     from ..evaluation import evaluate, save_results
     from ..progress import info
+    from ..errors import ManifestError
+    from ..validate import existing_path, non_negative_int, probability, readable_file, writable_output
 
+    # every option is checked before any audio is embedded (hours on a large set)
+    non_negative_int("--bootstrap", bootstrap)
+    probability("--ci", ci, low_open=True, high_open=True)
     names = [m.strip() for m in metrics.split(",") if m.strip()]
+    if not names:
+        from ..errors import InvalidOptionError
+
+        raise InvalidOptionError(f"--metrics is empty ({metrics!r}): give e.g. fad,kad")
+    existing_path(generated, "--generated")
+    if reference is not None:
+        existing_path(reference, "--reference")
+    if weights is not None and (weights.exists() or not skip_missing_weights):
+        from ..errors import MissingWeightsError
+
+        # a missing file is "weights not available" (a row with --skip-missing-weights), anything else an error
+        readable_file(weights, "weights file (--weights)", MissingWeightsError if not weights.exists() else ManifestError)
+    for path in (out, out.with_suffix(".csv"), out.with_name(out.stem + ".per_sample.parquet")):
+        writable_output(path, "--out")  # the three files save_results writes
+    if not no_ledger:
+        from ..ledger import Ledger
+
+        Ledger(ledger).check_appendable()  # a corrupt or read-only ledger stops the run now, not after it
     name = system or (generated.stem if generated.suffix == ".jsonl" and generated.stem != "manifest" else
                       (generated.parent.name if generated.suffix == ".jsonl" else generated.name))
     results, per_sample = evaluate(

@@ -3,6 +3,8 @@
 Writes OUT/{id}.wav per prompt, OUT/manifest.jsonl (ids, prompts, audio) and OUT/log.jsonl (one line per clip:
 prompt, seeds, settings, time per sample). A killed run resumes: clips already written and logged are not redone.
 Each clip's seed is derived from --seed and its id, so it does not depend on the other prompts of its batch.
+A resume must use the same settings; the batch size may change only on CPU in float32, where a clip's audio
+is bit-identical whatever its batch (docs/determinism.md).
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ def _read_prompts(prompts: str):
     from ..errors import ManifestError
     from ..manifest import Manifest, ManifestEntry, prompts_manifest, read_any
 
+    from ..validate import non_empty_text, read_text
+
+    non_empty_text("--prompts", prompts)  # before Path(""), which is the current folder
     p = Path(prompts).expanduser()
     if p.exists():
         if p.is_file() and p.suffix.lower() == ".txt":
-            lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            lines = [ln.strip() for ln in read_text(p, "prompts file", ManifestError).splitlines() if ln.strip()]
+            if not lines:
+                raise ManifestError(f"{p}: prompts file holds no prompt (only blank lines)")
             return prompts_manifest(lines)
         manifest = read_any(p)
         missing = [e.id for e in manifest if not (e.caption or "").strip()]
@@ -63,6 +70,38 @@ def _read_log(path: Path) -> dict[str, dict]:
     return done
 
 
+def batch_invariant(device: str, dtype: Optional[str]) -> bool:
+    """Whether a clip's audio is bit-identical whatever its batch on this device and precision.
+
+    True on CPU in float32 (tested); on GPU the forward pass's float rounding can depend on the batch
+    size, and half precision makes that visible (docs/determinism.md).
+    """
+    return str(device).split(":")[0] == "cpu" and dtype in ("float32", "fp32")
+
+
+def _check_resume(out: Path, done: dict[str, dict], settings: dict[str, Any], batch_size: int, device: str) -> None:
+    """Refuse to add clips to a run made otherwise: other model/decoding/seed/precision settings, another
+    kind of device, or another batch size unless generation is bit-invariant to it (CPU float32)."""
+    from ..errors import MagnetEvalError
+
+    hint = "use another --out, or --overwrite to start again"
+    kind = device.split(":")[0]
+    for rec in done.values():
+        if rec.get("settings") != settings:
+            raise MagnetEvalError(
+                f"{out} holds clips generated with other settings ({json.dumps(rec.get('settings'))}); {hint}")
+        old_kind = str(rec.get("device", kind)).split(":")[0]
+        if old_kind != kind:
+            raise MagnetEvalError(f"{out} holds clips generated on {old_kind}, this run is on {kind}: the audio "
+                                  f"would not be what one run gives; use --device {old_kind}, or {hint}")
+        old_bs = rec.get("batch_size")
+        if old_bs is not None and int(old_bs) != batch_size and not batch_invariant(kind, settings.get("dtype")):
+            raise MagnetEvalError(
+                f"{out} holds clips generated with --batch-size {old_bs}, this run asks for {batch_size}: on "
+                f"{kind} in {settings.get('dtype')} a clip's audio may depend on its batch size "
+                f"(docs/determinism.md); resume with --batch-size {old_bs}, or {hint}")
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
 
@@ -80,10 +119,13 @@ def run_generation(model: str, prompts: str, out: Path, *, duration: float = 10.
     from ..models.generator import derive_seed, load_generator
     from ..progress import info, track
 
-    if duration <= 0:
-        raise MagnetEvalError(f"--duration must be positive, got {duration}")
-    if batch_size < 1:
-        raise MagnetEvalError(f"--batch-size must be >= 1, got {batch_size}")
+    from ..validate import decoding_options, generation_duration, positive_int, writable_output
+
+    # options first (before a model is loaded or a clip generated); the duration bound is refined below
+    generation_duration("--duration", duration)
+    positive_int("--batch-size", batch_size)
+    decoding_options(decoding)
+    writable_output(out, "--out", kind="dir")
     manifest = _read_prompts(prompts)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,8 +137,8 @@ def run_generation(model: str, prompts: str, out: Path, *, duration: float = 10.
         raise MagnetEvalError(f"--dtype must be float32, float16 or bfloat16, got {dtype!r}")
     gen = generator or load_generator(model, device=device, dtype=torch_dtype[dtype], text_encoder=text_encoder,
                                       stage_attention=stage_attention)
-    # what a resumed run must share with the clips already there (the batch size may change: each clip's
-    # tokens depend on its own seed only)
+    generation_duration("--duration", duration, gen.frame_rate, getattr(gen.lm.cfg, "max_period", 10000.0))
+    # what a resumed run must share with the clips already there (the batch size: see _check_resume)
     settings = {"model": model, "duration": duration, "seed": seed,
                 "decoding": gen.decoding(**decoding).to_dict(), "dtype": dtype,
                 "text_encoder": gen.lm.text_conditioner.encoder_name,
@@ -107,11 +149,7 @@ def run_generation(model: str, prompts: str, out: Path, *, duration: float = 10.
     if overwrite:
         done = {}
         log_path.unlink(missing_ok=True)
-    for rec in done.values():
-        if rec.get("settings") != settings:
-            raise MagnetEvalError(
-                f"{out} holds clips generated with other settings ({json.dumps(rec.get('settings'))}); "
-                "use another --out, or --overwrite to start again")
+    _check_resume(out, done, settings, batch_size, str(gen.device))
     todo = [e for e in manifest if not (e.id in done and (out / f"{e.id}.wav").is_file())]
     if len(todo) < len(manifest):
         info(f"resuming: {len(manifest) - len(todo)} of {len(manifest)} clips already in {out}")
@@ -149,7 +187,7 @@ def main(
     prompts: str = typer.Option(..., "--prompts", "-p", help="A prompt text, a .txt file (one prompt per line) or a manifest (.jsonl / folder with manifest.jsonl)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: generated/<model>)."),
     duration: float = typer.Option(10.0, "--duration", "-d", help="Seconds of audio per prompt."),
-    batch_size: int = typer.Option(4, "--batch-size", "-b", help="Prompts generated together."),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", help="Prompts generated together; on CPU in float32 a clip's audio is bit-identical for any batch size (GPU: see docs/determinism.md)."),
     seed: int = typer.Option(0, "--seed", help="Run seed; each clip's seed is derived from it and the clip id."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="LM precision: float32, float16, bfloat16 (default: float16 on GPU, float32 on CPU)."),
@@ -177,7 +215,9 @@ def main(
     if threads is not None:
         import torch
 
-        torch.set_num_threads(max(1, threads))
+        from ..validate import positive_int
+
+        torch.set_num_threads(positive_int("--threads", threads))
     knobs = {"decoding_steps": decoding_steps, "temperature": temperature, "top_k": top_k, "top_p": top_p,
              "max_cfg_coef": max_cfg_coef, "min_cfg_coef": min_cfg_coef, "cfg_coef": cfg_coef,
              "anneal_temp": anneal_temp, "span_scoring": span_scoring, "span_arrangement": span_arrangement,

@@ -40,8 +40,19 @@ def main(
     check: bool = typer.Option(False, "--check", help="Open the page in headless Chromium: fail on console errors or unplayable audio; save OUT/screenshot.png."),
 ) -> None:
     """Build a report from results files: Table 1 layout tables, PNG plots and one self-contained HTML page."""
+    from ..errors import ManifestError
     from ..report import build_report
+    from ..validate import non_negative_int, read_text, readable_file, writable_output
 
+    for r in results:
+        readable_file(r, "results file")
+        if r.suffix == ".csv":
+            read_text(r, "results CSV", ManifestError)
+    for lat in latency:
+        path = lat / "latency.csv" if lat.is_dir() else lat
+        read_text(path, "latency CSV", ManifestError)  # exists, readable, UTF-8
+    non_negative_int("--n-audio", n_audio)
+    writable_output(out, "--out", kind="dir")
     # the command line that makes this report again (from the parsed options, so it is exact under any caller)
     argv = ["magnet-eval", "report", *map(str, results), "--out", str(out)]
     argv += [a for p in latency for a in ("--latency", str(p))] + [a for d in audio_dirs for a in ("--audio-dirs", d)]

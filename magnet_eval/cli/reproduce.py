@@ -22,7 +22,16 @@ def main(
     from ..paths import cache_dir
     from ..progress import info
     from ..reproduce import PAPER, command_line, run_paper, run_tiny
+    from ..validate import existing_path, one_of, positive_int, writable_output
 
+    one_of("--preset", preset, ["tiny", *PAPER])
+    writable_output(out, "--out", kind="dir")
+    writable_output(work_dir or cache_dir() / "reproduce" / preset, "--work-dir", kind="dir")
+    if limit is not None:
+        positive_int("--limit", limit)
+    for opt, value in (("--captions", captions), ("--audio-dir", audio_dir)):
+        if value is not None:
+            existing_path(value, opt)
     work = work_dir or cache_dir() / "reproduce" / preset
     work.mkdir(parents=True, exist_ok=True)
     if preset == "tiny":

@@ -32,7 +32,13 @@ def build(
     from ..manifest import read_any
     from ..progress import info
     from ..reference_stats import build_reference_stats
+    from ..validate import existing_path, positive_int, readable_file, writable_output
 
+    existing_path(audio, "--audio")
+    writable_output(out, "--out")
+    positive_int("--max-frames", max_frames)
+    if weights is not None:
+        readable_file(weights, "weights file (--weights)")
     manifest = read_any(audio)
     emb = load_embedder(embedder, weights) if weights else load_embedder(embedder)
     stats = build_reference_stats(manifest, emb, cache=EmbeddingCache(cache_dir), normalize=not no_normalize,
@@ -48,7 +54,9 @@ def show(file: Path = typer.Argument(..., help="A statistics .npz file.")) -> No
     from rich.table import Table
 
     from ..reference_stats import ReferenceStats
+    from ..validate import readable_file
 
+    readable_file(file, "statistics file (.npz)")
     stats = ReferenceStats.load(file)
     table = Table(title=str(file), show_header=False)
     table.add_column("key")

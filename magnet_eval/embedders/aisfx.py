@@ -21,13 +21,13 @@ one zero-padded block. One 512-d embedding per block.
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CheckpointError, MissingWeightsError
+from ..files import load_torch
 from .base import Embedder, bytes_sha1, make_weights_id
 
 SAMPLE_RATE = 44100
@@ -117,13 +117,7 @@ def _checkpoint_bytes(weights: Path | None) -> tuple[bytes, str]:
 
 def load_checkpoint(blob: bytes, where: str) -> tuple[dict, dict]:
     """(state_dict, heads) from the bytes of aisfx's checkpoint.pth (a pickled tuple)."""
-    import torch
-
-    try:
-        # weights_only=False: the file is a pickled tuple (state_dict, heads), as the package saves it
-        obj = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(f"{where}: cannot read the aisfx checkpoint ({exc})") from exc
+    obj = load_torch(blob, where)  # a tuple (state_dict, heads); the heads hold numpy integer scalars
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2 and isinstance(obj[1], dict)):
         raise CheckpointError(f"{where}: expected a tuple (state_dict, heads), got {type(obj).__name__}")
     return dict(obj[0]), {str(k): (int(v[0]), int(v[1])) for k, v in obj[1].items()}

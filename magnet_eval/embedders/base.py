@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from abc import ABC, abstractmethod
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +24,6 @@ import numpy as np
 
 from ..audio import check_finite, resample, to_mono
 from ..errors import AudioError, MagnetEvalError
-
-
-@lru_cache(maxsize=64)
-def _hash_file_cached(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_sha1(path: str | Path) -> str:
-    """sha1 of a file's bytes (memoised per path, size and modification time: weight files are large)."""
-    p = Path(path)
-    st = p.stat()
-    return _hash_file_cached(str(p.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def bytes_sha1(*parts: bytes) -> str:
@@ -120,7 +103,8 @@ class Embedder(ABC):
     dim: int = 0
     version: str = "1"
     clip_handling: str = ""
-    #: shortest input (seconds, at the embedder's rate) that yields at least one frame
+    #: shortest input (seconds) accepted: one analysis window of the front end (the registry sets the
+    #: value per name, see registry.MIN_SECONDS); shorter clips raise AudioError instead of being scored
     min_seconds: float = 0.0
 
     def __init__(self, device: str | None = None) -> None:
@@ -161,6 +145,7 @@ class Embedder(ABC):
         """Frames [frames, dim] (float32) of one clip; see `clip_handling` for how frames are cut."""
         self._require_loaded()
         wav = self.prepare(audio, sr)
+        self.check_duration(wav)
         out = self._embed(wav)
         if hasattr(out, "detach"):
             out = out.detach().cpu().float().numpy()
@@ -170,6 +155,21 @@ class Embedder(ABC):
         if not np.isfinite(out).all():
             raise MagnetEvalError(f"embedder {self.name}: produced NaN/inf embeddings")
         return out
+
+    def min_samples(self) -> int:
+        """Shortest accepted input in samples at the embedder's rate (at least 2: one sample is not audio)."""
+        return max(2, int(np.ceil(float(self.min_seconds) * int(self.sample_rate) - 1e-9)))
+
+    def check_duration(self, wav: np.ndarray, what: str | None = None) -> None:
+        """Refuse a clip shorter than `min_seconds`: padded up to a frame it would be scored as padding.
+
+        The callers that know the file (`embedding_cache.cached_per_file`) prefix its path.
+        """
+        n = int(wav.shape[-1])
+        if n < self.min_samples():
+            raise AudioError(f"{what or 'clip'}: {n} samples ({n / int(self.sample_rate):.4g} s at "
+                             f"{int(self.sample_rate)} Hz) is shorter than the {self.name} embedder's minimum of "
+                             f"{self.min_seconds:g} s (one analysis window of its front end); it is not scored")
 
     @abstractmethod
     def _embed(self, wav: np.ndarray) -> np.ndarray:

@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError, MagnetEvalError, MissingWeightsError
+from ..files import file_sha1, load_torch
 from ..paths import find_hf_file, find_weights, hf_repo_dir, torch_hub_dir
-from .base import Embedder, file_sha1, make_weights_id, skip_random_init
+from .base import Embedder, make_weights_id, skip_random_init
 
 SAMPLE_RATE = 48000
 WINDOW_SECONDS = 10.0
@@ -66,15 +67,7 @@ def checkpoint_candidates(filename: str) -> list[Path]:
 
 def read_state_dict(path: Path) -> dict:
     """The model state dict of a CLAP checkpoint: 'state_dict' entry, `module.` stripped, position_ids dropped."""
-    import torch
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        try:  # the released files also pickle training state (trusted official checkpoints)
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise CheckpointError(f"{path}: cannot read the CLAP checkpoint ({exc})") from exc
+    ckpt = load_torch(path)  # the released files also hold training state: numpy scalars, plain values
     sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict) or not sd:
         raise CheckpointError(f"{path}: expected a CLAP state dict (or a dict with 'state_dict')")
@@ -164,8 +157,13 @@ def load_tokenizer(path: str | Path | None = None):
 
     try:
         tok = RobertaTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except Exception as exc:
+    except OSError as exc:  # a file of the tokenizer missing from the folder
         raise MissingWeightsError(f"cannot load the roberta-base tokenizer from {folder}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001  (a transformers API change or a broken file: not missing weights)
+        from ..errors import ModelLoadError
+
+        raise ModelLoadError(f"cannot build the roberta-base tokenizer from {folder} "
+                             f"({type(exc).__name__}: {exc})") from exc
     assert_real_tokenizer(tok, "roberta-base", where)
     return tok
 

@@ -13,7 +13,9 @@ padding and drops those of 0.15 s or less), `multilabel`, `load(weights=None) ->
   download puts them) or given as a path. Output: softmax over the 527 AudioSet logits (the
   average of the class and distillation heads, as PaSST's eval forward), 32 kHz mono input,
   hear21passt's mel front end in eval mode (no augmentation). audiocraft uses the 10 s model for
-  general audio and the 20 s model for music.
+  general audio and the 20 s model for music (`pretrained_length: 20` in its musicgen solver config,
+  10 in audiogen's): `passt_for_domain('music' | 'audio')` picks the variant, and KL results record
+  it (`details()`: variant, pretrained length, weights file).
 - 'musicnn' / 'musicnn-msd': the 50 tag posteriors of musicnn (independent sigmoids, one row
   per 3 s patch; `multilabel` so the KL code renormalises the clip average).
 """
@@ -26,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError, MagnetEvalError, MissingWeightsError
+from ..errors import CheckpointError, MagnetEvalError, ModelLoadError
+from ..files import file_sha1, load_torch
 from ..paths import find_weights, torch_hub_dir
-from .base import file_sha1, make_weights_id
+from .base import make_weights_id
 
 PASST_SR = 32000
 PASST_RELEASE = "https://github.com/kkoutini/PaSST/releases/download/"
@@ -38,6 +41,18 @@ PASST_MODELS = {
     "passt-20s": ("passt_20sec", 2000, 20.0, "passt-s-f128-20sec-p16-s10-ap.474-swa.pt", "v0.0.5"),
     "passt-30s": ("passt_30sec", 3000, 30.0, "passt-s-f128-30sec-p16-s10-ap.473-swa.pt", "v0.0.5"),
 }
+# audiocraft's KL classifier by domain: PaSST pretrained on 20 s clips for music (MusicGen/MAGNeT solvers,
+# `pretrained_length: 20`), on 10 s clips for general audio (AudioGen / Audio-MAGNeT, `pretrained_length: 10`)
+PASST_BY_DOMAIN = {"music": "passt-20s", "audio": "passt"}
+
+
+def passt_for_domain(domain: str) -> str:
+    """The PaSST variant audiocraft's KL uses for a domain: 'music' -> passt-20s, 'audio' -> passt (10 s)."""
+    key = str(domain).strip().lower()
+    if key not in PASST_BY_DOMAIN:
+        raise MagnetEvalError(f"unknown domain {domain!r} for the KL classifier; choose one of "
+                              f"{', '.join(sorted(PASST_BY_DOMAIN))}")
+    return PASST_BY_DOMAIN[key]
 
 
 class PasstClassifier:
@@ -64,14 +79,19 @@ class PasstClassifier:
     def default_path(self) -> Path:
         return torch_hub_dir() / "checkpoints" / self.weights_file
 
+    def details(self) -> dict[str, object]:
+        """What a KL result records about the classifier: the variant, its training length, its weights file."""
+        return {"passt_variant": self.name, "passt_pretrained_length_s": self.segment_seconds,
+                "passt_weights_file": self.weights_file}
+
     def build(self):
         """(mel front end, PaSST network) from hear21passt's code, random weights."""
         try:
             from hear21passt.models.passt import get_model
             from hear21passt.models.preprocess import AugmentMelSTFT
         except ImportError as exc:
-            raise MissingWeightsError(
-                f"PaSST needs the model code of the hear21passt package ({exc}); install it with "
+            raise ModelLoadError(
+                f"PaSST needs the model code of the hear21passt package ({type(exc).__name__}: {exc}); install it with "
                 "`pip install hear21passt` (it brings timm)") from exc
         import sys
 
@@ -88,8 +108,6 @@ class PasstClassifier:
         return mel, net
 
     def load(self, weights: str | Path | None = None) -> "PasstClassifier":
-        import torch
-
         from .base import default_device
 
         self.device = default_device(self.device)
@@ -97,10 +115,7 @@ class PasstClassifier:
                             [Path(weights).expanduser()] if weights else [self.default_path()],
                             put_here=weights or self.default_path(), source=self.source)
         mel, net = self.build()
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"{path}: cannot read PaSST weights ({exc})") from exc
+        sd = load_torch(path)
         from hear21passt.models.passt import checkpoint_filter_fn
 
         sd = checkpoint_filter_fn(sd, net)  # unwraps {'model': ...} and old patch-embedding layouts

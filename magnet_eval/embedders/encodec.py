@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError, MagnetEvalError, MissingWeightsError
+from ..errors import CheckpointError, MagnetEvalError, ModelLoadError
+from ..files import file_sha1, load_torch
 from ..paths import find_weights, torch_hub_dir
-from .base import Embedder, file_sha1, make_weights_id
+from .base import Embedder, make_weights_id
 
 WEIGHTS_FILE = "encodec_24khz-d7cc33bc.th"
 WEIGHTS_URL = "https://dl.fbaipublicfiles.com/encodec/v0/" + WEIGHTS_FILE
@@ -42,15 +43,11 @@ class EncodecEmbedder(Embedder):
         return torch_hub_dir() / "checkpoints" / WEIGHTS_FILE
 
     def _load(self, weights: Path | None) -> None:
-        import torch
         from encodec import EncodecModel
 
         path = find_weights(f"EnCodec 24 kHz weights {WEIGHTS_FILE}", [weights] if weights else [self.default_path()],
                             put_here=weights or self.default_path(), source=WEIGHTS_URL)
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"{path}: cannot read EnCodec weights ({exc})") from exc
+        sd = load_torch(path)
         model = EncodecModel.encodec_model_24khz(pretrained=False)
         try:
             model.load_state_dict(sd, strict=True)
@@ -100,7 +97,7 @@ class CodecLatentEmbedder(Embedder):
         try:
             from ..models.codec import load_codec  # type: ignore[import-not-found]
         except ImportError as exc:
-            raise MissingWeightsError(
+            raise ModelLoadError(
                 f"codec latents need magnet_eval.models.codec.load_codec, which is not available in this "
                 f"installation ({exc})") from exc
         codec = load_codec(spec, device=self.device)

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError, MissingWeightsError
+from ..files import atomic_write, load_torch
 from ..paths import cache_dir
 from .base import Embedder, bytes_sha1, make_weights_id
 
@@ -232,8 +233,8 @@ def load_converted(model: str = "MTT_musicnn", weights: str | Path | None = None
     if path is not None and path.suffix == ".pt":
         if not path.exists():
             raise MissingWeightsError(f"converted musicnn weights {path} do not exist")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if blob.get("model") != model:
+        blob = load_torch(path)
+        if not isinstance(blob, dict) or blob.get("model") != model:
             raise CheckpointError(f"{path} holds {blob.get('model')!r} weights, not {model!r}")
         return blob["state_dict"], blob["sha1"], str(path)
     index, data, where = _bundle_bytes(model, path)
@@ -241,16 +242,14 @@ def load_converted(model: str = "MTT_musicnn", weights: str | Path | None = None
     target = converted_dir() / f"{model}-{digest[:16]}.pt"
     if target.exists():
         try:
-            blob = torch.load(target, map_location="cpu", weights_only=True)
+            blob = load_torch(target)
             return blob["state_dict"], digest, where
         except Exception:  # a corrupt cache file (e.g. a killed write): convert again
             pass
     sd = tf_to_state_dict(read_tf_checkpoint(index, data))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    torch.save({"state_dict": sd, "sha1": digest, "model": model, "source": where,
-                "labels": list(MODELS[model])}, tmp)
-    tmp.replace(target)
+    with atomic_write(target) as f:
+        torch.save({"state_dict": sd, "sha1": digest, "model": model, "source": where,
+                    "labels": list(MODELS[model])}, f)
     return sd, digest, where
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError, MissingWeightsError
+from ..errors import CheckpointError, ModelLoadError
+from ..files import file_sha1, load_torch
 from ..paths import find_weights, torch_hub_dir
-from .base import Embedder, file_sha1, make_weights_id, skip_random_init
+from .base import Embedder, make_weights_id, skip_random_init
 
 SAMPLE_RATE = 16000
 WEIGHTS_FILE = "Cnn14_16k_mAP=0.438.pth"
@@ -47,7 +48,8 @@ def _pann_models_module():
         return sys.modules[name + ".pann"]
     spec = importlib.util.find_spec("frechet_audio_distance")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingWeightsError("the PANNs embedder needs the frechet-audio-distance package (its model code)")
+        raise ModelLoadError("the PANNs embedder needs the frechet-audio-distance package (its model code): "
+                             "ModuleNotFoundError: no module named 'frechet_audio_distance'")
     models_dir = Path(list(spec.submodule_search_locations)[0]) / "models"
     pkg_spec = importlib.util.spec_from_file_location(name, models_dir / "__init__.py",
                                                       submodule_search_locations=[str(models_dir)])
@@ -80,17 +82,9 @@ class PANNEmbedder(Embedder):
     clip_handling = "16 kHz; the whole clip in one pass, one 2048-d embedding per clip; clips under 1 s zero-padded"
 
     def _load(self, weights: Path | None) -> None:
-        import torch
-
         path = find_weights(f"PANNs Cnn14 16 kHz weights {WEIGHTS_FILE}", [weights] if weights else candidate_paths(),
                             put_here=weights or torch_hub_dir() / WEIGHTS_FILE_FAD, source=WEIGHTS_URL)
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:
-            try:  # training-time checkpoints may also pickle sampler state (numpy): the official file, trusted
-                ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as exc:
-                raise CheckpointError(f"{path}: cannot read the PANNs checkpoint ({exc})") from exc
+        ckpt = load_torch(path)  # training-time files may also hold sampler state (numeric numpy arrays)
         sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
         if not isinstance(sd, dict):
             raise CheckpointError(f"{path}: expected a dict with a 'model' state dict")

@@ -127,6 +127,17 @@ EMBEDDERS: dict[str, EmbedderInfo] = {
     ]
 }
 
+#: Minimum clip duration per embedder (seconds): one analysis window of its front end, the least audio
+#: from which it computes one frame of real signal (anything shorter is scored as padding). A 1-sample
+#: clip therefore never enters FAD/KAD. VGGish: 400-sample STFT window at 16 kHz; PANN Cnn14: 512 at
+#: 16 kHz; CLAP HTSAT: 1024 at 48 kHz; EnCodec 24 kHz: one 320-sample latent frame; musicnn: n_fft 512
+#: at 16 kHz; aisfx: 2048-sample essentia frames at 44.1 kHz. Longer clips that are still shorter than
+#: one example (0.96 s, 3 s, 2.3 s, 10 s) are padded as `clip_handling` says.
+MIN_SECONDS: dict[str, float] = {
+    "vggish": 400 / 16000, "pann": 512 / 16000, "clap": 1024 / 48000, "clap-630k": 1024 / 48000,
+    "encodec": 320 / 24000, "musicnn": 512 / 16000, "musicnn-msd": 512 / 16000, "aisfx": 2048 / 44100,
+}
+
 ALIASES = {"clap-music": "clap", "clap_630k": "clap-630k", "musicnn-mtt": "musicnn", "panns": "pann"}
 
 
@@ -151,4 +162,6 @@ def get_embedder(name: str, **options) -> Embedder:
         info = EMBEDDERS["codec"]
         return info.cls()(spec=name.split(":", 1)[1], **options)
     info = get_info(name)
-    return info.cls()(**{**info.options, **options})
+    emb = info.cls()(**{**info.options, **options})
+    emb.min_seconds = max(float(getattr(emb, "min_seconds", 0.0) or 0.0), MIN_SECONDS.get(info.name, 0.0))
+    return emb

@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError
+from ..files import file_sha1, load_torch
 from ..paths import find_weights, torch_hub_dir
-from .base import Embedder, bytes_sha1, file_sha1, make_weights_id
+from .base import Embedder, bytes_sha1, make_weights_id
 
 SAMPLE_RATE = 16000
 WEIGHTS_FILE = "vggish-10086976.pth"
@@ -130,14 +131,9 @@ class VGGishEmbedder(Embedder):
         return torch_hub_dir() / "checkpoints" / WEIGHTS_FILE
 
     def _load(self, weights: Path | None) -> None:
-        import torch
-
         path = find_weights(f"VGGish weights {WEIGHTS_FILE}", [weights] if weights else [self.default_path()],
                             put_here=weights or self.default_path(), source=WEIGHTS_URL)
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"{path}: cannot read VGGish weights ({exc})") from exc
+        sd = load_torch(path)
         net = build_network()
         try:
             net.load_state_dict(sd, strict=True)
@@ -147,7 +143,7 @@ class VGGishEmbedder(Embedder):
         if self.postprocess:
             pca_path = find_weights(f"VGGish PCA parameters {PCA_FILE}", [path.parent / PCA_FILE],
                                     put_here=path.parent / PCA_FILE, source=PCA_URL)
-            pca = torch.load(pca_path, map_location="cpu", weights_only=False)
+            pca = load_torch(pca_path)  # numpy arrays: read through the numeric-numpy allow-list
             try:
                 vecs = np.asarray(pca["pca_eigen_vectors"], dtype=np.float32)
                 means = np.asarray(pca["pca_means"], dtype=np.float32).reshape(-1, 1)

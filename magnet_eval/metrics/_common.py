@@ -56,6 +56,22 @@ def bootstrap_interval(samples: Sequence[float], estimate: float, ci: float) -> 
     return lo - bias, hi - bias
 
 
+def distance_interval(samples: Sequence[float], estimate: float, ci: float) -> tuple[float, float]:
+    """Interval of a distance (FAD, KAD): the bias-corrected percentile interval, floored at 0 and
+    widened to contain the point value.
+
+    Why: the bias shift of `bootstrap_interval` can push the lower end below zero (a distance
+    cannot be negative) and, with a skewed bootstrap distribution, past the estimate itself
+    (an interval that excludes its own value). The lower end is therefore max(lo, 0), then
+    min(that, estimate); the upper end max(hi, estimate). KAD's unbiased estimate can itself be
+    slightly negative: the interval then starts at the estimate.
+    """
+    lo, hi = bootstrap_interval(samples, estimate, ci)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return lo, hi
+    return min(max(lo, 0.0), float(estimate)), max(hi, float(estimate))
+
+
 def bootstrap_counts(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
     """[n_boot, n] multiplicities of n items drawn n times with replacement (the clip-level bootstrap)."""
     return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)
@@ -88,3 +104,24 @@ def clip_frames(embeddings, clip_id: str, reference_dim: int) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise MagnetEvalError(f"clip {clip_id}: embeddings hold NaN/inf")
     return arr
+
+
+def same_gaussian(a, b, rtol: float = 1e-6) -> bool:
+    """True when two Gaussian statistics (mean, cov, count) describe the same frames: a set
+    measured against itself, whose distance is no measurement (see `evaluation` self-comparison)."""
+    if int(getattr(a, "count", -1)) != int(getattr(b, "count", -2)) or a.mean.shape != b.mean.shape:
+        return False
+    scale = max(float(np.abs(b.cov).max()) if b.cov.size else 0.0, 1e-300)
+    return bool(np.allclose(a.mean, b.mean, rtol=rtol, atol=rtol * max(float(np.abs(b.mean).max()), 1e-12))
+                and np.allclose(a.cov, b.cov, rtol=rtol, atol=rtol * scale))
+
+
+def same_frames(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5) -> bool:
+    """True when two frame sets hold the same rows in any order (column-wise sorted values agree;
+    float32-stored reference frames are compared with a relative tolerance)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.shape != b.shape or a.size == 0:
+        return False
+    scale = max(float(np.abs(b).max()), 1e-12)
+    return bool(np.allclose(np.sort(a, axis=0), np.sort(b, axis=0), rtol=rtol, atol=rtol * scale))

@@ -4,7 +4,8 @@
   embedding frames (see `frechet.py`).
 - Confidence interval: clips (not frames) of the generated set are resampled with replacement
   `n_bootstrap` times and the distance recomputed; the bias-corrected percentile interval
-  (percentiles shifted by mean(replicates) - estimate, see `_common.bootstrap_interval`) is reported. The
+  (percentiles shifted by mean(replicates) - estimate), floored at 0 and widened to contain
+  the value (`_common.distance_interval`), is reported. The
   reference is held fixed (it may only exist as cached statistics), so the interval reflects
   the sampling variability of the generated set.
 - FAD-inf (as fadtk): 25 sizes n spaced linearly from 500 to the number of generated frames;
@@ -33,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import MagnetEvalError
-from ._common import MetricResult, bootstrap_counts, bootstrap_interval, check_ids, clip_frames
+from ._common import MetricResult, bootstrap_counts, check_ids, clip_frames, distance_interval, same_gaussian
 from .frechet import FixedGaussian, GaussianAccumulator, GaussianStats, frechet_distance, warn_if_rank_deficient
 
 
@@ -172,7 +173,7 @@ class FAD:
         value = frechet_distance(ref.mean, ref.cov, gen.mean, gen.cov, crosscheck=crosscheck, sqrt_sigma1=geo.sqrt)
         rng = np.random.default_rng(self.seed)
         boots = self._bootstrap(frames, sizes, geo, rng)
-        lo, hi = bootstrap_interval(boots, value, self.ci)
+        lo, hi = distance_interval(boots, value, self.ci)
         per_sample = {"fad_clip_distance": self._clip_distances(geo)}
         cost = len(self.ids) * float(min(ref.dim, frames.shape[0])) ** 3
         loo_note = None
@@ -182,13 +183,16 @@ class FAD:
             loo_note = f"leave-one-out skipped: {len(self.ids)} clips x dim {ref.dim}^3 exceeds loo_max_flops"
         inf = self._fad_inf(frames, geo, np.random.default_rng(self.seed + 1)) if self.fad_inf else None
         self._inf_cache = (len(self.ids), inf)
+        self._self_comparison = same_gaussian(gen, ref)
         details = {
             "n_frames_generated": int(frames.shape[0]),
             "n_frames_reference": int(ref.count),
             "dim": ref.dim,
             "n_bootstrap": len(boots),
             "ci": self.ci,
-            "ci_method": "bias-corrected percentile, generated clips resampled with replacement, reference fixed",
+            "ci_method": "bias-corrected percentile, floored at 0 and widened to contain the value; generated "
+                         "clips resampled with replacement, reference fixed",
+            "self_comparison": self._self_comparison,
             "rank_deficient_generated": deficient_gen,
             "rank_deficient_reference": deficient_ref,
             "sqrtm_crosscheck": crosscheck,
@@ -212,5 +216,7 @@ class FAD:
         else:
             frames, _ = self._all_frames()
             inf = self._fad_inf(frames, self._reference(), np.random.default_rng(self.seed + 1))
-        return MetricResult("fad_inf", inf["value"], n_generated=len(self.ids),
-                            details={k: v for k, v in inf.items()})
+        details = {k: v for k, v in inf.items()}
+        if getattr(self, "_self_comparison", False):
+            details["self_comparison"] = True  # the set against itself (see compute)
+        return MetricResult("fad_inf", inf["value"], n_generated=len(self.ids), details=details)

@@ -12,6 +12,10 @@ one reference compare. Kernel sums are computed in float64 over row chunks (memo
 by `chunk_bytes`), reduced to per-clip block sums, which makes the clip bootstrap and the
 leave-one-out per-clip contribution (`kad_contribution` = KAD(all) - KAD(without the clip))
 exact and cheap.
+
+Interval: the clip bootstrap's bias-corrected percentile interval, floored at 0 and widened to
+contain the value (`_common.distance_interval`; a negative unbiased estimate starts the interval).
+A generated set whose frames are the reference frames is flagged (`details["self_comparison"]`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import MagnetEvalError
-from ._common import MetricResult, bootstrap_counts, bootstrap_interval, check_ids, clip_frames
+from ._common import MetricResult, bootstrap_counts, check_ids, clip_frames, distance_interval, same_frames
 
 SCALE = 100.0
 
@@ -178,7 +182,7 @@ class KAD:
             rng = np.random.default_rng(self.seed)
             for counts in bootstrap_counts(rng, n_clips, self.n_bootstrap):
                 boots.append(self._value(counts.astype(np.float64), sizes, k_gg, k_gr))
-        lo, hi = bootstrap_interval(boots, value, self.ci)
+        lo, hi = distance_interval(boots, value, self.ci)
         loo = {}
         for i, clip_id in enumerate(self.ids):
             w = ones.copy()
@@ -193,6 +197,9 @@ class KAD:
             "n_frames_reference": int(self.reference.shape[0]),
             "n_bootstrap": len(boots),
             "ci": self.ci,
+            "ci_method": "bias-corrected percentile, floored at 0 and widened to contain the value; generated "
+                         "clips resampled with replacement, reference fixed",
+            "self_comparison": same_frames(np.concatenate(self._frames, axis=0), self.reference),
             "per_sample": "kad_contribution = KAD(all) - KAD(without clip)",
         }
         return MetricResult("kad", float(value), lo, hi, n_generated=n_clips,

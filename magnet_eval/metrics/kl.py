@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import MagnetEvalError
+from ..errors import AudioError, MagnetEvalError
 from ._common import MetricResult, bootstrap_counts, bootstrap_interval, check_ids
 
 EPS = 1e-6
@@ -62,7 +62,8 @@ def normalize_distribution(p: np.ndarray) -> np.ndarray:
     return np.where(s > 0, p / np.where(s > 0, s, 1.0), 1.0 / p.shape[-1])
 
 
-def clip_probabilities(classifier, wav: np.ndarray, sr: int, *, multilabel: bool | None = None) -> np.ndarray:
+def clip_probabilities(classifier, wav: np.ndarray, sr: int, *, multilabel: bool | None = None,
+                       source: str = "") -> np.ndarray:
     """One label distribution per clip: segment, classify, drop <= 0.15 s segments, average (see module doc).
 
     `classifier` has `probs(audio, sr) -> [segments, C]` and optionally `segment_seconds`
@@ -80,7 +81,10 @@ def clip_probabilities(classifier, wav: np.ndarray, sr: int, *, multilabel: bool
         if p.shape[0]:
             rows.append(p)
     if not rows:
-        raise MagnetEvalError(f"clip shorter than {MIN_SEGMENT_SECONDS} s: no segment to classify")
+        n = int(np.asarray(wav).shape[-1])
+        raise AudioError(f"{source or 'clip'}: {n / sr:.4g} s of audio is shorter than the KL protocol's minimum "
+                         f"(segments of {MIN_SEGMENT_SECONDS} s or less are dropped): no segment to classify; "
+                         "it is not scored")
     avg = np.concatenate(rows, axis=0).mean(axis=0)
     if multilabel is None:
         multilabel = bool(getattr(classifier, "multilabel", False))

@@ -16,47 +16,23 @@ same path.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import torch
 
 from ..errors import CheckpointError
+from ..files import load_torch
 from ..paths import cache_dir, find_hf_file, find_weights, hf_repo_dir
-from .lm import TEXT_ENCODER_DIMS, LMConfig, LMModel, build_lm
+from .build import build_lm
+from .export import CODEC_FILE, LM_FILE, check_state_dict, is_hub_name, write_export, xp_as_dict
+from .lm import TEXT_ENCODER_DIMS, LMConfig, LMModel
 
-LM_FILE = "state_dict.bin"
-CODEC_FILE = "compression_state_dict.bin"
 HUB_PREFIXES = ("facebook/magnet-", "facebook/audio-magnet-", "facebook/musicgen-")
 EXPORT_VERSION = "magnet-eval-1"
 
 
 # ---- config <-> LMConfig --------------------------------------------------------------------------
-def _as_dict(xp_cfg: Any) -> dict:
-    """xp.cfg as a plain dict: an OmegaConf YAML string, a DictConfig, or a dict."""
-    if isinstance(xp_cfg, Mapping):
-        try:
-            from omegaconf import OmegaConf
-
-            return OmegaConf.to_container(OmegaConf.create(dict(xp_cfg)), resolve=False)  # type: ignore[return-value]
-        except Exception:
-            return dict(xp_cfg)
-    from omegaconf import OmegaConf
-
-    try:
-        if isinstance(xp_cfg, str):
-            conf = OmegaConf.create(xp_cfg)
-        else:
-            conf = xp_cfg
-        out = OmegaConf.to_container(conf, resolve=False)
-    except Exception as exc:  # malformed YAML or an object we do not know
-        raise CheckpointError(f"cannot read the checkpoint's xp.cfg ({type(xp_cfg).__name__}): {exc}") from exc
-    if not isinstance(out, dict):
-        raise CheckpointError(f"xp.cfg is not a mapping but {type(out).__name__}")
-    return out
-
-
 def _get(d: Mapping, dotted: str, default: Any = None) -> Any:
     cur: Any = d
     for part in dotted.split("."):
@@ -80,7 +56,7 @@ def _codec_from_cfg(cfg: Mapping) -> str:
 
 def config_from_xp(xp_cfg: Any, state: Optional[Mapping[str, torch.Tensor]] = None) -> LMConfig:
     """Rebuild the LMConfig from an audiocraft xp.cfg; refuse options our models do not implement."""
-    cfg = _as_dict(xp_cfg)
+    cfg = xp_as_dict(xp_cfg)
     lm = _get(cfg, "transformer_lm")
     if not isinstance(lm, Mapping):
         raise CheckpointError("xp.cfg has no 'transformer_lm' section: not an audiocraft LM export")
@@ -206,34 +182,10 @@ def xp_from_config(cfg: LMConfig, extra: Optional[Mapping[str, Any]] = None) -> 
 
 
 # ---- loading ------------------------------------------------------------------------------------
-def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise CheckpointError listing every missing key, unexpected key and shape mismatch."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state)
-        if tuple(state[k].shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or mismatched:
-        parts = [f"{source} does not match the model built from its config:"]
-        if missing:
-            parts.append(f"missing keys ({len(missing)}):\n    " + "\n    ".join(missing))
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}):\n    " + "\n    ".join(unexpected))
-        if mismatched:
-            parts.append(f"shape mismatches ({len(mismatched)}):\n    " + "\n    ".join(mismatched))
-        raise CheckpointError("\n  ".join(parts))
-
-
 def read_package(path: Path | str) -> dict:
     """Read an export package; refuse anything that is not `{'best_state', 'xp.cfg', ...}`."""
     path = Path(path)
-    try:
-        pkg = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    pkg = load_torch(path)
     if not isinstance(pkg, Mapping) or "best_state" not in pkg or "xp.cfg" not in pkg:
         keys = list(pkg.keys())[:10] if isinstance(pkg, Mapping) else type(pkg).__name__
         raise CheckpointError(
@@ -282,19 +234,13 @@ def save_lm(model: LMModel, path: Path | str, extra: Optional[Mapping[str, Any]]
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()
              for k, v in model.lm_state_dict().items()}
-    pkg = {"best_state": state, "xp.cfg": xp_from_config(model.cfg, extra), "version": EXPORT_VERSION,
-           "exported": True}
-    buf = io.BytesIO()
-    torch.save(pkg, buf)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
-    return path
+    return write_export(path, state, xp_from_config(model.cfg, extra), EXPORT_VERSION)
 
 
 # ---- finding files ------------------------------------------------------------------------------
-def is_hub_name(spec: str) -> bool:
-    return any(spec.startswith(p) for p in HUB_PREFIXES)
+def is_lm_hub_name(spec: str) -> bool:
+    """A hub name of a released MAGNeT / MusicGen repository (not a local path)."""
+    return is_hub_name(spec, HUB_PREFIXES)
 
 
 def resolve_lm_checkpoint(spec: str | Path) -> Path:
@@ -311,7 +257,7 @@ def resolve_lm_checkpoint(spec: str | Path) -> Path:
         if (p / LM_FILE).is_file():
             return p / LM_FILE
         raise CheckpointError(f"{p} is a folder without {LM_FILE}")
-    if is_hub_name(s):
+    if is_lm_hub_name(s):
         ours = cache_dir() / "checkpoints" / s.split("/", 1)[1] / LM_FILE
         return find_weights(
             f"{s} language model {LM_FILE}",

@@ -5,9 +5,16 @@ random weights), a checkpoint path (a `state_dict.bin` export or a folder holdin
 `compression_state_dict.bin` beside it when present), or a hub name (`facebook/magnet-small-10secs`,
 `facebook/audio-magnet-*`, `facebook/musicgen-*`) found in the local caches. Nothing is downloaded.
 
-Randomness: each sample draws from its own RNG seeded from (seed, its index in the call), or
-from explicit `seeds`, so a sample does not depend on the other prompts of its batch (up to the
-floating-point effects of the batch size on the forward pass).
+Randomness: each sample draws from its own counter-based stream (`sampling.ClipRandom`) keyed by
+a seed derived from (seed, its index in the call), or by explicit `seeds`. Padded condition keys are
+masked and, on CPU, prompts are encoded and clips decoded one at a time, so on CPU in float32 a clip's
+tokens and audio are bit-identical whatever its batch; on GPU the forward pass's float rounding may
+depend on the batch size (docs/determinism.md).
+
+Beyond audiocraft (docs/magnet-beyond-audiocraft.md): `set_rescorer` binds an external MusicGen that
+rescores MAGNeT's sampled tokens, `generate(prompt_codes=...)` / `encode_prompt` continue an audio
+prompt (its tokens kept bit for bit), MAGNeT's `hybrid_prefix` decoding knob decodes the first seconds
+autoregressively, and MusicGen runs past its trained segment by a sliding window.
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ import torch
 
 from ..errors import MagnetEvalError, MissingWeightsError
 from ..progress import make_progress, warn
-from .checkpoints import codec_spec_for, is_hub_name, load_lm, resolve_lm_checkpoint
-from .lm import LMModel, build_lm
+from .checkpoints import codec_spec_for, is_lm_hub_name, load_lm, resolve_lm_checkpoint
+from .build import build_lm
+from .lm import LMModel
 from .magnet import MagnetDecoding
 from .musicgen import MusicGenDecoding
 from .presets import PRESET_NAMES, is_preset, preset_config
+from .rescoring import Rescoring, check_rescorer
 from .sampling import make_generators
 
 PARAM_ALIASES = {"temp": "temperature", "steps": "decoding_steps"}
@@ -68,6 +77,8 @@ class Generator:
         self.sample_rate = int(codec.sample_rate)
         self.frame_rate = float(codec.frame_rate)
         self.last_stats: dict[str, Any] = {}
+        self.rescorer: Optional[LMModel] = None
+        self.rescorer_name: Optional[str] = None
         if int(codec.n_q) < lm.n_q or int(codec.card) != lm.card:
             raise MagnetEvalError(
                 f"{name}: the codec ({codec.n_q} x {codec.card}) does not fit the LM ({lm.n_q} x {lm.card})")
@@ -76,11 +87,48 @@ class Generator:
     def n_params(self) -> int:
         return self.lm.num_parameters
 
+    def set_rescorer(self, rescorer: "Generator | LMModel | None", name: Optional[str] = None) -> None:
+        """Rescore MAGNeT's sampled tokens with an external MusicGen (paper, section 3.4); None removes it.
+
+        The rescorer must use the same codec (same codebooks and frame rate); its weight is the
+        decoding knob `rescore_weight` (w_r, the rescorer's share).
+        """
+        if rescorer is None:
+            self.rescorer, self.rescorer_name = None, None
+            return
+        if self.kind != "magnet":
+            raise MagnetEvalError(f"{self.name}: rescoring applies to MAGNeT, not {self.kind}")
+        lm = rescorer.lm if isinstance(rescorer, Generator) else rescorer
+        name = name or (rescorer.name if isinstance(rescorer, Generator) else "rescorer")
+        check_rescorer(self.lm, lm, name)
+        self.rescorer, self.rescorer_name = lm.eval(), name
+
+    def encode_prompt(self, wav: Any, sample_rate: int) -> torch.Tensor:
+        """An audio prompt (array [samples] or [channels, samples]) -> its codes [1, K, P] with this codec.
+
+        Resampled to the codec's rate and downmixed to mono by `magnet_eval.audio`, the one resampler.
+        """
+        from ..audio import resample, to_mono
+
+        mono = to_mono(np.asarray(wav, dtype=np.float32))
+        if int(sample_rate) != self.sample_rate:
+            mono = resample(mono, int(sample_rate), self.sample_rate)
+        x = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32)).view(1, 1, -1).to(self.device)
+        channels = int(getattr(self.codec, "channels", 1))
+        if channels > 1:
+            x = x.expand(1, channels, -1)
+        with torch.no_grad():
+            codes = self.codec.encode(x)
+        return codes[:, :self.lm.n_q].long().cpu()
+
     def default_decoding(self) -> MagnetDecoding | MusicGenDecoding:
         return MagnetDecoding() if self.kind == "magnet" else MusicGenDecoding()
 
     def decoding(self, **params: Any) -> MagnetDecoding | MusicGenDecoding:
         """Decoding settings from keyword knobs (None = default); unknown or other-model knobs are refused."""
+        from ..validate import decoding_options
+
+        decoding_options(params, prefix="")  # ranges (temperature > 0, top-p in [0, 1], ...) named per knob
         cls = MagnetDecoding if self.kind == "magnet" else MusicGenDecoding
         names = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}
@@ -113,12 +161,15 @@ class Generator:
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], duration: float = 10.0, seed: int = 0,
                  batch_size: Optional[int] = None, seeds: Optional[Sequence[int]] = None,
-                 progress: bool = False, **decoding_params: Any) -> tuple[torch.Tensor, np.ndarray, int]:
+                 progress: bool = False, prompt_codes: Optional[torch.Tensor] = None,
+                 **decoding_params: Any) -> tuple[torch.Tensor, np.ndarray, int]:
         """Generate one clip per prompt -> (codes [B, K, F], wav float32 [B, samples], sample_rate).
 
         batch_size: prompts per forward batch (default: all at once). seeds: one per prompt
         (default: derived from `seed` and the prompt's index). decoding_params: the model's knobs
-        (see MagnetDecoding / MusicGenDecoding; None values keep the defaults).
+        (see MagnetDecoding / MusicGenDecoding; None values keep the defaults). prompt_codes [1 or B,
+        K, P] (`encode_prompt`): every clip continues this audio, whose tokens it keeps bit for bit;
+        `duration` counts the prompt (as audiocraft's `generate_continuation`).
         """
         prompts = list(prompts)
         if not prompts:
@@ -129,40 +180,75 @@ class Generator:
         if len(seeds) != len(prompts):
             raise MagnetEvalError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         frames = self.frames_for(duration)
-        if duration > self.lm.cfg.segment_duration + 1e-6:
+        if duration > self.lm.cfg.segment_duration + 1e-6 and self.kind == "magnet":
+            # MusicGen slides a window past its segment (extend_stride); MAGNeT attends to the whole clip
             warn(f"{self.name}: {duration} s is longer than the {self.lm.cfg.segment_duration} s it was trained on")
+        if prompt_codes is not None:
+            prompt_codes = torch.as_tensor(prompt_codes).long()
+            if prompt_codes.dim() != 3 or prompt_codes.shape[1] < self.lm.n_q or prompt_codes.shape[0] not in (1, len(prompts)):
+                raise MagnetEvalError(f"prompt codes of shape {tuple(prompt_codes.shape)} do not fit {len(prompts)} "
+                                      f"prompts x {self.lm.n_q} codebooks")
+            if prompt_codes.shape[-1] >= frames:
+                raise MagnetEvalError(f"the audio prompt ({prompt_codes.shape[-1] / self.frame_rate:.2f} s) is not "
+                                      f"shorter than --duration {duration} s: nothing would be generated")
+            prompt_codes = prompt_codes[:, :self.lm.n_q].expand(len(prompts), -1, -1)
         bs = int(batch_size or len(prompts))
         all_codes, all_wavs = [], []
-        steps = passes = 0
+        steps = passes = rescorer_passes = 0
         t0 = time.perf_counter()
         for start in range(0, len(prompts), bs):
             batch = prompts[start:start + bs]
             gens = make_generators(seeds[start:start + bs], self.device)
-            condition = self.lm.condition(batch)
-            codes = self._generate_codes(condition, len(batch), frames, dec, gens, progress)
+            # on CPU each prompt is encoded alone (bit-exact whatever the batch); on GPU in one batch,
+            # where the forward is not bit-invariant anyway and a loop would slow large batches
+            independent = self.device.type == "cpu"
+            condition = self.lm.condition(batch, independent=independent)
+            extra: dict[str, Any] = {}
+            if prompt_codes is not None:
+                extra["prompt"] = prompt_codes[start:start + bs].to(self.device)
+            if self.rescorer is not None and self.kind == "magnet":
+                extra["rescorer"] = Rescoring(self.rescorer, self.rescorer.condition(batch, independent=independent),
+                                              name=self.rescorer_name or "rescorer")
+            codes = self._generate_codes(condition, len(batch), frames, dec, gens, progress, **extra)
             steps += int(self.lm.last_stats.get("decoding_steps", 0))
             passes += int(self.lm.last_stats.get("forward_passes", 0))
-            wav = self.codec.decode(codes.to(self.device))
+            rescorer_passes += int(self.lm.last_stats.get("rescorer_forward_passes", 0))
+            wav = self._decode(codes.to(self.device))
             all_codes.append(codes.cpu())
             all_wavs.append(wav.float().reshape(wav.shape[0], -1).cpu())
         codes = torch.cat(all_codes)
         wav = torch.cat(all_wavs).numpy().astype(np.float32)
         self.last_stats = {"decoding_steps": steps, "forward_passes": passes, "frames": int(codes.shape[-1]),
                            "seconds": time.perf_counter() - t0, "batches": -(-len(prompts) // bs),
-                           "settings": dec.to_dict()}
+                           "rescorer_forward_passes": rescorer_passes, "settings": self.settings(dec)}
         return codes, wav, self.sample_rate
 
+    def settings(self, dec: MagnetDecoding | MusicGenDecoding) -> dict[str, Any]:
+        """The decoding settings of a generation, with the rescorer when one is set (MAGNeT)."""
+        d = dec.to_dict()
+        if self.kind == "magnet":
+            d["rescorer"] = self.rescorer_name if self.rescorer is not None else None
+        return d
+
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes [B, K, F] -> audio. On CPU one clip per codec call: the convolutions' float rounding
+        depends on the batch size, and a clip's audio must not (docs/determinism.md); on GPU the
+        batched call is kept for throughput (the LM's forward is not bit-invariant there anyway)."""
+        if self.device.type != "cpu" or codes.shape[0] == 1:
+            return self.codec.decode(codes)
+        return torch.cat([self.codec.decode(codes[i:i + 1]) for i in range(codes.shape[0])])
+
     def _generate_codes(self, condition: Any, n: int, frames: int, dec: Any,
-                        gens: list[torch.Generator], progress: bool) -> torch.Tensor:
+                        gens: list[torch.Generator], progress: bool, **extra: Any) -> torch.Tensor:
         if not progress:
-            return self.lm.generate(condition, n, frames, dec, generators=gens)
+            return self.lm.generate(condition, n, frames, dec, generators=gens, **extra)
         with make_progress() as bar:
             task = bar.add_task(f"{self.name}: decoding", total=None)
 
             def callback(step: int, total: int) -> None:
                 bar.update(task, completed=step, total=total)
 
-            return self.lm.generate(condition, n, frames, dec, generators=gens, callback=callback)
+            return self.lm.generate(condition, n, frames, dec, generators=gens, callback=callback, **extra)
 
 
 # ---- loading ------------------------------------------------------------------------------------
@@ -220,7 +306,7 @@ def load_generator(spec: str | Path, device: str | torch.device = "cpu", dtype: 
             lm = build_lm(cfg)
         random_ok = True
     else:
-        if not (Path(s).expanduser().exists() or is_hub_name(s)):
+        if not (Path(s).expanduser().exists() or is_lm_hub_name(s)):
             raise MagnetEvalError(f"unknown model {s!r}: give a preset ({', '.join(PRESET_NAMES)}), a checkpoint "
                                   "path (state_dict.bin or its folder) or a hub name like facebook/magnet-small-10secs")
         path = resolve_lm_checkpoint(s)

@@ -16,8 +16,11 @@ Forward API (used by training and generation)::
 `condition` is `(cond [B, S, dim], mask [B, S])` as returned by `lm.condition(texts)` (already
 projected to the LM width and zeroed where masked), a bare `cond` tensor, or None (no
 cross-attention: identical to the all-zero "null" condition of classifier-free guidance, because
-the attention projections have no bias). As in audiocraft, cross-attention itself does not mask:
-padded condition positions are attended to, and the conditioner zeroes them.
+the attention projections have no bias). As in audiocraft, the plain forward's cross-attention does
+not mask: padded condition positions are attended to (the conditioner zeroes them, but they still
+take softmax mass), which keeps training and the audiocraft fixtures exact. Generation instead
+precomputes `cross_kv(condition)`, which masks the padded keys: a prompt's result is then what
+audiocraft computes for that prompt alone (no padding), whatever the lengths of its batch-mates.
 
 `stage` (MAGNeT): None or 0 = bidirectional attention over all frames; stage > 0 = the restricted
 context band |q - k| <= subcodes_context (or, with `cfg.stage_attention='audiocraft-sdpa'`, the
@@ -167,13 +170,23 @@ class LMModel(nn.Module):
         self.condition_provider.conditioners["description"] = new
         self.cfg.text_encoder = encoder
 
-    def condition(self, texts: Sequence[Optional[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def condition(self, texts: Sequence[Optional[str]], independent: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode prompts (None = null condition for CFG dropout) -> (cond [B, S, dim], mask [B, S]).
 
         cond is zero at padded positions (and everywhere for None); the frozen encoder runs without
-        gradients, the projection with them (it is trained).
+        gradients, the projection with them (it is trained). independent: encode every prompt alone
+        and pad afterwards (generation does this), so a prompt's encoding is bit-identical whatever
+        its batch; a batched encoder run pads to the longest prompt, which can change its float rounding.
         """
-        cond, mask = self.text_conditioner(list(texts))
+        texts = list(texts)
+        if independent and len(texts) > 1:
+            parts = [self.text_conditioner([t]) for t in texts]
+            length = max(c.shape[1] for c, _ in parts)
+            cond = torch.cat([torch.nn.functional.pad(c, (0, 0, 0, length - c.shape[1])) for c, _ in parts])
+            mask = torch.cat([torch.nn.functional.pad(m, (0, length - m.shape[1])) for _, m in parts])
+        else:
+            cond, mask = self.text_conditioner(texts)
         dtype = self.emb[0].weight.dtype
         return cond.to(dtype), mask
 
@@ -183,10 +196,16 @@ class LMModel(nn.Module):
         cond, mask = condition
         return torch.zeros_like(cond), torch.zeros_like(mask)
 
-    def cross_kv(self, condition: Condition) -> Optional[list[CrossKV]]:
-        """Cross-attention keys/values of a condition for every layer: compute once per generation."""
-        cond = condition[0] if isinstance(condition, tuple) else condition
-        return self.transformer.cross_kv(cond)
+    def cross_kv(self, condition: Condition, mask_padding: bool = True) -> Optional[list[CrossKV]]:
+        """Cross-attention keys/values of a condition for every layer: compute once per generation.
+
+        With a (cond, mask) condition and mask_padding, padded keys are masked so that a row does not
+        depend on the padding its batch-mates impose (batch-invariant generation; see module doc).
+        """
+        if isinstance(condition, tuple):
+            cond, mask = condition
+            return self.transformer.cross_kv(cond, mask if mask_padding else None)
+        return self.transformer.cross_kv(condition)
 
     # ---- forward ------------------------------------------------------------------------------
     def attn_mask(self, stage: Optional[int], length: int, device: torch.device | str) -> Optional[torch.Tensor]:
@@ -199,13 +218,15 @@ class LMModel(nn.Module):
 
     def forward(self, codes: torch.Tensor, condition: Condition = None, stage: Optional[int] = None, *,
                 cross_kv: Optional[Sequence[CrossKV]] = None, cache: Optional[KVCache] = None,
-                codebooks: Optional[Sequence[int]] = None) -> torch.Tensor:
+                codebooks: Optional[Sequence[int]] = None, attn_mask: Optional[torch.Tensor] = None
+                ) -> torch.Tensor:
         """codes [B, K, T] (ids in 0..card, card = mask/special) -> logits [B, K, T, card].
 
         condition: (cond, mask), cond or None (see module doc); cross_kv: precomputed from
         `cross_kv(condition)` (takes precedence); cache: KV cache for autoregressive decoding;
         codebooks: compute only these output heads (-> [B, len(codebooks), T, card]), e.g. the
-        stage MAGNeT is decoding.
+        stage MAGNeT is decoding. attn_mask: boolean [T, S] self-attention mask (True = attend) that
+        replaces the stage's own, e.g. the causal mask of Hybrid-MAGNeT's autoregressive prefix.
         """
         B, K, T = codes.shape
         if K != self.n_q:
@@ -217,7 +238,7 @@ class LMModel(nn.Module):
         if cross_kv is None and condition is not None:
             cross_src = condition[0] if isinstance(condition, tuple) else condition
             cross_src = cross_src.to(x.dtype)
-        mask = self.attn_mask(stage, T, codes.device)
+        mask = attn_mask if attn_mask is not None else self.attn_mask(stage, T, codes.device)
         out = self.transformer(x, cross_src=cross_src, cross_kv=cross_kv, attn_mask=mask, cache=cache)
         out = self.out_norm(out)
         heads = range(self.n_q) if codebooks is None else codebooks
@@ -249,13 +270,3 @@ class LMModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-
-def build_lm(cfg: LMConfig) -> LMModel:
-    """The model class for a config: `MagnetLM` (kind 'magnet') or `MusicGenLM` (kind 'musicgen')."""
-    if cfg.kind == "magnet":
-        from .magnet import MagnetLM
-
-        return MagnetLM(cfg)
-    from .musicgen import MusicGenLM
-
-    return MusicGenLM(cfg)

@@ -11,7 +11,10 @@ Attention always goes through `F.scaled_dot_product_attention`:
   |q - k| <= subcodes_context (`restricted_context_mask`), not a causal one;
 - MusicGen: causal; autoregressive decoding keeps a `KVCache` so each step feeds one frame;
 - cross-attention keys/values depend only on the condition, so `Transformer.cross_kv` computes
-  them once per generation and every decoding step reuses them.
+  them once per generation and every decoding step reuses them. Given the condition's mask, it also
+  masks the padded keys (`cross_key_mask`): a prompt then attends to its own tokens only, so its
+  result does not depend on how far its batch-mates' longer prompts padded it (generation does
+  this; the plain forward keeps audiocraft's unmasked cross-attention, see models/lm.py).
 """
 
 from __future__ import annotations
@@ -23,7 +26,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CrossKV = tuple[torch.Tensor, torch.Tensor]
+# (keys, values) [B, H, S, hd], optionally with a boolean key mask [B, 1, 1, S] (True = attend)
+CrossKV = tuple[torch.Tensor, ...]
+
+
+def cross_key_mask(mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """Boolean [B, 1, 1, S] attention mask of a condition mask [B, S] (1 = real token, 0 = padding).
+
+    A row without any real token (the null condition of CFG, an empty prompt) may attend to all its
+    keys: its condition is zero there, so the output is exactly zero whatever the padding length,
+    which is what audiocraft computes for it.
+    """
+    if mask is None:
+        return None
+    keep = mask.bool()
+    keep = keep | ~keep.any(dim=-1, keepdim=True)
+    return keep[:, None, None, :]
 
 
 def create_sin_embedding(positions: torch.Tensor, dim: int, max_period: float = 10000.0,
@@ -119,7 +137,9 @@ class MultiheadAttention(nn.Module):
         w = self.in_proj_weight
         if kv is not None:
             q = self._heads(F.linear(x, w[:self.dim]))
-            k, v = kv
+            k, v = kv[0], kv[1]
+            if len(kv) > 2 and kv[2] is not None:
+                attn_mask = kv[2]
         else:
             q, k, v = (self._heads(t) for t in F.linear(x, w).chunk(3, dim=-1))
             if cache is not None:
@@ -174,11 +194,18 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList(
             [TransformerLayer(dim, num_heads, hidden_scale, cross_attention) for _ in range(num_layers)])
 
-    def cross_kv(self, cross_src: Optional[torch.Tensor]) -> Optional[list[CrossKV]]:
-        """Per-layer cross-attention keys/values of the condition: compute once, reuse every step."""
+    def cross_kv(self, cross_src: Optional[torch.Tensor], mask: Optional[torch.Tensor] = None
+                 ) -> Optional[list[CrossKV]]:
+        """Per-layer cross-attention keys/values of the condition: compute once, reuse every step.
+
+        mask [B, S]: the condition's mask; when given, padded keys are masked (see `cross_key_mask`).
+        """
         if cross_src is None or not self.cross_attention:
             return None
-        return [layer.cross_attention.project_kv(cross_src) for layer in self.layers]
+        key_mask = cross_key_mask(mask)
+        if key_mask is None:
+            return [layer.cross_attention.project_kv(cross_src) for layer in self.layers]
+        return [(*layer.cross_attention.project_kv(cross_src), key_mask) for layer in self.layers]
 
     def forward(self, x: torch.Tensor, *, cross_src: Optional[torch.Tensor] = None,
                 cross_kv: Optional[Sequence[CrossKV]] = None, attn_mask: Optional[torch.Tensor] = None,

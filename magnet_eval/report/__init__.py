@@ -36,11 +36,14 @@ def build_report(
     from ..progress import info
     from .html import _table1_html, collect_audio, render_page
     from .plots import plot_latency, plot_metric_bars
-    from .tables import collect_results, read_latency, table1, table1_display, write_tables
+    from .tables import collect_results, not_computed, read_latency, table1, table1_display, write_tables
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     res = collect_results(list(results))
+    missing = not_computed(res)
+    notes = list(notes) + ([f"Not computed for any system (no column or panel): {'; '.join(missing)}."]
+                           if missing else [])
     latency = read_latency(latency_csv)
     paths = write_tables(res, out, latency, params=params, model_for_system=model_for_system)
     t1 = table1(res, latency, params=params, model_for_system=model_for_system)

@@ -239,9 +239,13 @@ def _finite(v) -> bool:
 
 
 def results_display(results: "pd.DataFrame") -> "pd.DataFrame":
+    """Every result row of a metric computed for at least one system (the others are listed once in the notes)."""
     import pandas as pd
 
-    from .tables import fmt_number
+    from .tables import computed_pairs, fmt_number
+
+    done = computed_pairs(results)
+    results = results[[(m, e) in done for m, e in zip(results["metric"].astype(str), results["embedder"].astype(str))]]
 
     return pd.DataFrame({
         "system": results["system"], "metric": results["metric"],
@@ -280,7 +284,8 @@ def render_page(
         parts.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
     parts += ["<h2>Results (MAGNeT Table 1 layout)</h2>",
               '<p class="meta">Values with bootstrap 95% confidence intervals in brackets. ↓ lower is better, '
-              "↑ higher is better. Metrics that could not be computed show why.</p>", table1_html]
+              "↑ higher is better. A cell that could not be computed shows why; metrics computed for no system are "
+              "listed in the notes above.</p>", table1_html]
     if "metrics" in plots:
         parts.append(f'<img class="plot" alt="metric bars" src="{png_data_uri(plots["metrics"])}">')
     if latency is not None and len(latency):

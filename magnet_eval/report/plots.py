@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 # metrics drawn by default, in this order, when present
 MAIN_METRICS = ["fad", "fad_inf", "kad", "kl", "kl_rev", "kl_musicnn", "clap", "mirdd", "chroma_cosine"]
+# metrics whose value depends on the embedding model: their panels always name it
+EMBEDDING_METRICS = ("fad", "fad_inf", "kad")
 
 
 def _pyplot():
@@ -28,17 +30,26 @@ def _pyplot():
     return plt
 
 
+def metric_panels(results: "pd.DataFrame", metrics: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """(metric, embedder) of the panels to draw: only pairs computed for at least one system, one panel per
+    embedder (FAD on musicnn and on VGGish are two panels), headline metrics first, in MAIN_METRICS order."""
+    ok = results[results["status"] == "ok"]
+    pairs = list(dict.fromkeys(zip(ok["metric"].astype(str), ok["embedder"].astype(str))))
+    order = list(metrics or MAIN_METRICS)
+    panels = [p for m in order for p in pairs if p[0] == m]
+    if not metrics and not panels:  # MIRDD descriptors etc. are in the tables; the figure keeps to the headline
+        panels = pairs[:8]
+    return panels
+
+
 def plot_metric_bars(results: "pd.DataFrame", out_png: str | Path, metrics: Sequence[str] | None = None,
                      title: str | None = None) -> Path | None:
-    """One panel per metric, one bar per system with its CI as error bar; a metric not computed for a
-    system is drawn as an empty slot labelled with its status. None when there is nothing to plot."""
+    """One panel per computed (metric, embedder), one bar per system with its CI as error bar; a system
+    without a value in a panel is an empty slot labelled with its status. None when nothing was computed."""
     import numpy as np
 
     plt = _pyplot()
-    present = list(dict.fromkeys(results["metric"]))
-    wanted = [m for m in (metrics or MAIN_METRICS) if m in present]
-    if not metrics:  # MIRDD descriptors etc. are in the tables; the figure keeps to the headline metrics
-        wanted = wanted or present[:8]
+    wanted = metric_panels(results, metrics)
     if not wanted:
         return None
     systems = list(dict.fromkeys(results["system"]))
@@ -46,8 +57,9 @@ def plot_metric_bars(results: "pd.DataFrame", out_png: str | Path, metrics: Sequ
     nrows = math.ceil(len(wanted) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 0.35 * len(systems) + 2.6 * nrows), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, metric in zip(axes.flat, wanted):
-        sub = results[results["metric"] == metric]
+    n_embedders = {m: sum(1 for p in wanted if p[0] == m) for m, _ in wanted}
+    for ax, (metric, embedder) in zip(axes.flat, wanted):
+        sub = results[(results["metric"] == metric) & (results["embedder"].astype(str) == embedder)]
         y = np.arange(len(systems))
         for i, system in enumerate(systems):
             rows = sub[sub["system"] == system]
@@ -71,7 +83,8 @@ def plot_metric_bars(results: "pd.DataFrame", out_png: str | Path, metrics: Sequ
         ax.set_yticklabels(systems, fontsize=8)
         ax.set_ylim(len(systems) - 0.5, -0.5)  # first system on top, also when no bar was drawn
         d = direction(metric)
-        ax.set_title(metric + (" (lower is better)" if d < 0 else " (higher is better)" if d > 0 else ""), fontsize=9)
+        name = f"{metric} [{embedder}]" if embedder and (n_embedders[metric] > 1 or metric in EMBEDDING_METRICS) else metric
+        ax.set_title(name + (" (lower is better)" if d < 0 else " (higher is better)" if d > 0 else ""), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(axis="x", labelsize=8)
     for ax in list(axes.flat)[len(wanted):]:

@@ -1,9 +1,10 @@
 """Report tables: MAGNeT Table 1 layout (model, params, FAD, KL, CLAP, MIRDD, latency, decoding steps).
 
 Inputs are results tables of `evaluate` (agreed schema, one row per metric) and optionally
-latency CSVs of `bench latency`. A metric that could not be computed stays in the table with its
-status ("weights not available", or the error) instead of disappearing, so a reader sees what
-is missing and why.
+latency CSVs of `bench latency`. Columns are made only for what was computed for at least one
+system; a metric computed for none (its weights are missing, or it failed) gets no column and no
+panel, and `not_computed` lists it once, with the file it needs, for the report's notes. A cell of
+a computed column that one system lacks keeps that system's status, so nothing is hidden.
 """
 
 from __future__ import annotations
@@ -33,22 +34,56 @@ WEIGHTS_NOT_AVAILABLE = "weights not available"
 def table1_slots(results: "pd.DataFrame") -> list[tuple[str, str, list[str], str | None]]:
     """(column key, header, metric names, embedder) of the Table 1 columns these results fill.
 
-    A metric measured with one embedder gets one column (key 'fad'); measured with several (FAD on
-    musicnn and on VGGish), one column each (keys 'fad@musicnn', 'fad@vggish'), computed ones first,
-    so a "weights not available" row for one embedder never hides the number of another.
+    A metric computed with one embedder gets one column (key 'fad'); computed with several (FAD on
+    musicnn and on VGGish), one column each (keys 'fad@musicnn', 'fad@vggish'). An embedder for which
+    no system has a value makes no column (see `not_computed`).
     """
     slots: list[tuple[str, str, list[str], str | None]] = []
     for key, header, names in TABLE1_SLOTS:
         rows = results[results["metric"].isin(names)]
-        if not len(rows):
+        embs = list(dict.fromkeys(rows.loc[rows["status"] == "ok", "embedder"].astype(str)))
+        if not embs:  # computed for no system: listed by `not_computed`, not a column of statuses
             continue
-        ok = list(dict.fromkeys(rows.loc[rows["status"] == "ok", "embedder"].astype(str)))
-        embs = ok + [e for e in dict.fromkeys(rows["embedder"].astype(str)) if e not in ok]
-        if len(embs) <= 1:
+        if len(embs) == 1:
             slots.append((key, header, names, None))
         else:
             slots += [(f"{key}@{e}", f"{header} [{e}]", names, e) for e in embs]
     return slots
+
+
+def computed_pairs(results: "pd.DataFrame") -> set[tuple[str, str]]:
+    """(metric, embedder) pairs with a value for at least one system."""
+    ok = results[results["status"] == "ok"]
+    return set(zip(ok["metric"].astype(str), ok["embedder"].astype(str)))
+
+
+def _needs(details: object) -> str:
+    """What a missing-weights row needs, from its error text: 'NAME at PATH', else the error's first line."""
+    text = str(_details(details).get("error", ""))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    where = next((ln.split(":", 1)[1].strip() for ln in lines if ln.lower().startswith("put the file at:")), "")
+    return f"put it at {where}" if where else (lines[0] if lines else "")
+
+
+def not_computed(results: "pd.DataFrame") -> list[str]:
+    """One line per (embedder, status) whose metrics have a value for no system, naming what each needs.
+
+    E.g. "fad, fad_inf [vggish]: weights not available (put it at ~/.cache/torch/hub/checkpoints/vggish-...)".
+    """
+    done = computed_pairs(results)
+    groups: dict[tuple[str, str], tuple[list[str], str]] = {}
+    for metric, emb, status, details in zip(results["metric"].astype(str), results["embedder"].astype(str),
+                                            results["status"].astype(str), results["details"]):
+        if status == "ok" or (metric, emb) in done:
+            continue
+        metrics, needs = groups.setdefault((emb, status), ([], _needs(details)))
+        if metric not in metrics:
+            metrics.append(metric)
+    lines = []
+    for (emb, status), (metrics, needs) in groups.items():
+        head = ", ".join(metrics) + (f" [{emb}]" if emb else "")
+        lines.append(f"{head}: {status}" + (f" ({needs})" if needs and needs != status else ""))
+    return lines
 
 
 def slot_keys(t1: "pd.DataFrame") -> list[tuple[str, str, list[str]]]:

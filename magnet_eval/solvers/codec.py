@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Solver, StepOutput, StepRandom
+from .interface import Solver, StepOutput, StepRandom
 
 
 @dataclass

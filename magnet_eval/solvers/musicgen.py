@@ -11,15 +11,13 @@ Validation reports next-token accuracy per codebook and overall, with the most-f
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from .base import Solver, StepOutput, StepRandom
-from .magnet import LMTrainModule, _ids_hash, bare_lm, drop_conditions
-from .tokens import TokenSet
+from .interface import StepRandom
+from .text_lm import Conditions, TextLMSolver
 
 
 def musicgen_loss(logits: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor
@@ -38,61 +36,23 @@ def musicgen_loss(logits: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor
     return torch.stack(losses).mean(), torch.cat(corrects), corrects
 
 
-class MusicGenSolver(Solver):
+class MusicGenSolver(TextLMSolver):
     """Trains a MusicGen LM (delay pattern) on cached tokens and text conditions."""
 
     name = "musicgen"
+    predictions = True
 
-    def __init__(
-        self,
-        lm: torch.nn.Module,
-        train: TokenSet,
-        valid: TokenSet,
-        segment_frames: int,
-        export_fn: Callable[[torch.nn.Module, Path], Path],
-        cond_dropout: float = 0.3,
-        card: Optional[int] = None,
-        extra_config: Optional[dict] = None,
-    ):
-        self.model = LMTrainModule(lm, predictions=True)
-        # without text the condition projection gets no gradient: DDP must be told
-        self.find_unused_parameters = train.conditions is None
-        self.lm = lm
-        self.train_set = train
-        self.valid_set = valid
-        self.segment_frames = segment_frames
-        self.export_fn = export_fn
-        self.cond_dropout = cond_dropout
-        self.card = card if card is not None else int(getattr(lm, "card"))
-        self.extra_config = extra_config or {}
-        allc = torch.cat([c.reshape(c.shape[0], -1) for c in train.codes], dim=1)
-        self._unigram = torch.stack([torch.bincount(allc[k], minlength=self.card).argmax() for k in range(allc.shape[0])])
+    @property
+    def find_unused_parameters(self) -> bool:  # type: ignore[override]
+        """Without text the condition projection gets no gradient: DDP must be told."""
+        return self.train_set.conditions is None
 
-    def config(self) -> dict:
-        return {
-            "solver": self.name, "segment_frames": self.segment_frames, "cond_dropout": self.cond_dropout,
-            "card": self.card, "n_train": len(self.train_set), "train_ids": _ids_hash(self.train_set.ids),
-            **self.extra_config,
-        }
-
-    def n_train_items(self) -> int:
-        return len(self.train_set)
-
-    def _cond(self, tokens: TokenSet, indices, generator, p_drop: float, device):
-        if tokens.conditions is None:
-            return None, None
-        raw, mask = tokens.condition_batch(indices)
-        if p_drop > 0:
-            raw, mask, _ = drop_conditions(raw, mask, p_drop, generator)
-        return raw.to(device), mask.to(device)
-
-    def train_loss(self, model, indices, rng: StepRandom, device) -> StepOutput:
-        codes = self.train_set.crop(indices, self.segment_frames, rng.local).to(device)
-        B, K, T = codes.shape
-        raw, cmask = self._cond(self.train_set, indices, rng.local, self.cond_dropout, device)
+    def objective(self, model, codes, conditions: Callable[[], Conditions], rng: StepRandom, device):
+        """Next-token cross-entropy over the delayed streams (the LM applies the delay pattern)."""
+        raw, cmask = conditions()
         logits, mask = model(codes, raw, cmask)
         loss, correct, _ = musicgen_loss(logits, codes, mask)
-        return StepOutput(loss, B * K * T, {"train_next_token_accuracy": float(correct.float().mean())})
+        return loss, {"train_next_token_accuracy": float(correct.float().mean())}
 
     @torch.no_grad()
     def validate(self, model, device) -> dict[str, float]:
@@ -126,6 +86,3 @@ class MusicGenSolver(Solver):
         out["valid_unigram_accuracy"] = float((uni.double() / total).mean())
         out["valid_chance_accuracy"] = 1.0 / self.card
         return out
-
-    def export(self, model, folder: Path) -> Path:
-        return self.export_fn(bare_lm(model), folder)

@@ -20,7 +20,7 @@ import json
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -28,7 +28,9 @@ import torch
 from ..errors import CheckpointError, MagnetEvalError
 from ..manifest import Manifest, read_any
 from ..progress import info, track, warn
-from .base import TrainConfig, TrainResult, fit
+from .base import fit
+from .checkpoint import read_marker
+from .interface import TrainConfig, TrainResult
 from .tokens import TokenSet, encode_clips, encode_texts, file_sha256, training_entries
 
 RECIPE_DONE = "recipe_done.json"
@@ -60,12 +62,8 @@ def _sha_json(obj: Any) -> str:
 
 def _reuse(out: Path, recipe: dict, steps: int, artifact: str) -> Optional[Path]:
     """The artifact of a finished run in `out` with the same recipe and at least `steps` steps, else None."""
-    f = out / RECIPE_DONE
-    if not f.exists():
-        return None
-    try:
-        meta = json.loads(f.read_text())
-    except json.JSONDecodeError:
+    meta = read_marker(out / RECIPE_DONE)
+    if meta is None:
         return None
     path = out / artifact
     if meta.get("recipe_hash") == _sha_json(recipe) and int(meta.get("steps", -1)) >= steps and path.exists():
@@ -90,9 +88,29 @@ def _train_config(base: dict, overrides: Optional[dict]) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def _fit_recipe(out: Path, solver: Any, tc: TrainConfig, recipe: dict, artifact_name: str, *, restart_stale: bool,
+                summary: Callable[[dict], str], intro: Optional[str] = None) -> Path:
+    """Train (resuming, or over a stale run set aside), mark the recipe done and log its summary line.
+
+    Every recipe ends the same way; `summary` turns the last validation metrics into its line.
+    """
+    if restart_stale:
+        _set_aside_stale(out, solver, tc)
+    if intro:
+        info(intro)
+    result = fit(solver, tc, out)
+    artifact = out / artifact_name
+    if _is_main():
+        _mark_done(out, recipe, result, artifact)
+        if result.metrics:
+            info(summary(result.metrics))
+    return artifact
+
+
 def _set_aside_stale(out: Path, solver: Any, tc: TrainConfig) -> None:
     """Move a run folder whose checkpoint has other settings to OUT.stale-<hash> (nothing is deleted)."""
-    from .base import CHECKPOINT_NAME, config_hash, load_checkpoint
+    from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from .interface import config_hash
 
     ckpt = out / CHECKPOINT_NAME
     if not _is_main() or not ckpt.exists():
@@ -182,17 +200,12 @@ def train_codec(
     _prepare_codebooks(codec, train_audio, max(1, batch_size), int(round(segment_seconds * sr)), seed)
     solver = CodecSolver(codec, sr, train_audio, valid_audio, export, loss_cfg,
                          extra_config={"preset": preset, "arch": arch, "data": ids_hash, "max_train_clips": max_train_clips})
-    if restart_stale:
-        _set_aside_stale(out, solver, tc)
-    result = fit(solver, tc, out)
-    artifact = out / CODEC_FILE
-    if _is_main():
-        _mark_done(out, recipe, result, artifact)
-        m = result.metrics
-        if m:
-            info(f"codec: SI-SNR {m.get('valid_si_snr_db', float('nan')):.2f} dB, mel distance "
-                 f"{m.get('valid_mel_distance', float('nan')):.3f} on {len(valid_audio)} validation clips")
-    return artifact
+
+    def summary(m: dict) -> str:
+        return (f"codec: SI-SNR {m.get('valid_si_snr_db', float('nan')):.2f} dB, mel distance "
+                f"{m.get('valid_mel_distance', float('nan')):.3f} on {len(valid_audio)} validation clips")
+
+    return _fit_recipe(out, solver, tc, recipe, CODEC_FILE, restart_stale=restart_stale, summary=summary)
 
 
 def _codec_arch(preset: str) -> str:
@@ -297,26 +310,31 @@ def prepare_tokens(manifest: Manifest, codec: Any, codec_key: str, text_encoder:
     return sets[0], sets[1]
 
 
-def _train_lm(
+def train_lm(
     kind: str,
     data: Path | str | Manifest,
     out_dir: Path | str,
     codec: Path | str,
-    preset: str,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    segment_seconds: float,
-    cond_dropout: Optional[float],
-    seed: int,
-    ema: float,
-    text_encoder: Optional[str],
-    train_overrides: Optional[dict],
-    lm_overrides: Optional[dict],
+    preset: str = "tiny",
+    steps: int = TINY.lm_steps,
+    batch_size: int = TINY.lm_batch,
+    lr: float = TINY.lm_lr,
+    segment_seconds: float = TINY.lm_segment_seconds,
+    cond_dropout: Optional[float] = None,
+    seed: int = 0,
+    ema: float = 0.0,
+    text_encoder: Optional[str] = None,
+    train_overrides: Optional[dict] = None,
+    lm_overrides: Optional[dict] = None,
     restart_stale: bool = False,
 ) -> Path:
+    """Train a `kind` ("magnet" or "musicgen") LM on the codec's tokens of the manifest's clips; returns OUT/state_dict.bin.
+
+    restart_stale: a checkpoint in OUT from other settings is moved aside (OUT.stale-<hash>) and training
+    starts over, instead of raising CheckpointError.
+    """
     from ..models.checkpoints import save_lm
-    from ..models.lm import build_lm
+    from ..models.build import build_lm
     from ..models.presets import preset_config
 
     out = Path(out_dir)
@@ -368,46 +386,25 @@ def _train_lm(
         from .musicgen import MusicGenSolver
 
         solver = MusicGenSolver(lm, train_set, valid_set, segment_frames, export, cond_dropout=dropout, extra_config=extra)
-    if restart_stale:
-        _set_aside_stale(out, solver, tc)
-    info(f"{kind}-{preset}: {lm.num_parameters / 1e6:.2f}M parameters, {len(train_set)} training clips, "
-         f"{len(valid_set)} validation clips, crops of {segment_frames} frames")
-    result = fit(solver, tc, out)
-    artifact = out / LM_FILE
-    if _is_main():
-        _mark_done(out, recipe, result, artifact)
-        m = result.metrics
-        if m:
-            info(f"{kind}: validation accuracy {m.get('valid_accuracy', float('nan')):.3f} "
-                 f"(most-frequent-token floor {m.get('valid_unigram_accuracy', float('nan')):.3f}, "
-                 f"chance {m.get('valid_chance_accuracy', float('nan')):.5f})")
-    return artifact
+    intro = (f"{kind}-{preset}: {lm.num_parameters / 1e6:.2f}M parameters, {len(train_set)} training clips, "
+             f"{len(valid_set)} validation clips, crops of {segment_frames} frames")
+
+    def summary(m: dict) -> str:
+        return (f"{kind}: validation accuracy {m.get('valid_accuracy', float('nan')):.3f} "
+                f"(most-frequent-token floor {m.get('valid_unigram_accuracy', float('nan')):.3f}, "
+                f"chance {m.get('valid_chance_accuracy', float('nan')):.5f})")
+
+    return _fit_recipe(out, solver, tc, recipe, LM_FILE, restart_stale=restart_stale, summary=summary, intro=intro)
 
 
-def train_magnet(data: Path | str | Manifest, out_dir: Path | str, codec: Path | str, preset: str = "tiny",
-                 steps: int = TINY.lm_steps, batch_size: int = TINY.lm_batch, lr: float = TINY.lm_lr,
-                 segment_seconds: float = TINY.lm_segment_seconds, cond_dropout: Optional[float] = None,
-                 seed: int = 0, ema: float = 0.0, text_encoder: Optional[str] = None,
-                 train_overrides: Optional[dict] = None, lm_overrides: Optional[dict] = None,
-                 restart_stale: bool = False) -> Path:
-    """Train MAGNeT on the codec's tokens of the manifest's clips; returns OUT/state_dict.bin.
-
-    restart_stale: a checkpoint in OUT from other settings is moved aside (OUT.stale-<hash>) and training
-    starts over, instead of raising CheckpointError.
-    """
-    return _train_lm("magnet", data, out_dir, codec, preset, steps, batch_size, lr, segment_seconds, cond_dropout,
-                     seed, ema, text_encoder, train_overrides, lm_overrides, restart_stale)
+def train_magnet(data: Path | str | Manifest, out_dir: Path | str, codec: Path | str, **options: Any) -> Path:
+    """Train MAGNeT (span-masked, one codebook stage per step); `train_lm` lists the options."""
+    return train_lm("magnet", data, out_dir, codec, **options)
 
 
-def train_musicgen(data: Path | str | Manifest, out_dir: Path | str, codec: Path | str, preset: str = "tiny",
-                   steps: int = TINY.lm_steps, batch_size: int = TINY.lm_batch, lr: float = TINY.lm_lr,
-                   segment_seconds: float = TINY.lm_segment_seconds, cond_dropout: Optional[float] = None,
-                   seed: int = 0, ema: float = 0.0, text_encoder: Optional[str] = None,
-                   train_overrides: Optional[dict] = None, lm_overrides: Optional[dict] = None,
-                   restart_stale: bool = False) -> Path:
-    """Train the MusicGen baseline (delay pattern) on the same tokens; returns OUT/state_dict.bin (see train_magnet)."""
-    return _train_lm("musicgen", data, out_dir, codec, preset, steps, batch_size, lr, segment_seconds, cond_dropout,
-                     seed, ema, text_encoder, train_overrides, lm_overrides, restart_stale)
+def train_musicgen(data: Path | str | Manifest, out_dir: Path | str, codec: Path | str, **options: Any) -> Path:
+    """Train the MusicGen baseline (delay pattern) on the same tokens; `train_lm` lists the options."""
+    return train_lm("musicgen", data, out_dir, codec, **options)
 
 
 def _train_tiny_lm(kind: str, corpus_manifest: str, out_dir: str, codec: str, budget: TinyBudget, seed: int,
@@ -415,9 +412,8 @@ def _train_tiny_lm(kind: str, corpus_manifest: str, out_dir: str, codec: str, bu
     """One tiny LM (run in a worker process by `train_tiny_suite`); returns its state_dict.bin as a string."""
     if threads:
         torch.set_num_threads(int(threads))
-    fn = train_magnet if kind == "magnet" else train_musicgen
-    return str(fn(corpus_manifest, out_dir, codec, "tiny", budget.lm_steps, budget.lm_batch, budget.lm_lr,
-                  budget.lm_segment_seconds, seed=seed, restart_stale=True))
+    return str(train_lm(kind, corpus_manifest, out_dir, codec, "tiny", budget.lm_steps, budget.lm_batch, budget.lm_lr,
+                        budget.lm_segment_seconds, seed=seed, restart_stale=True))
 
 
 def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0,

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import AudioError, ManifestError
+from ..files import load_torch
 from ..manifest import Manifest
 from ..paths import cache_dir
 from ..progress import track, warn
@@ -130,7 +131,7 @@ def encode_texts(
         path = folder / f"{text_sha256(text)[:40]}.pt"
         if path.exists():
             try:
-                result[text] = torch.load(path, map_location="cpu")["emb"].float()
+                result[text] = load_torch(path)["emb"].float()
                 continue
             except Exception:
                 warn(f"condition cache file {path} is unreadable; re-encoding")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from .composer import Piece
+from .score import Piece
 from .genres import GENRES
 from .instruments import PROGRAMS
 

@@ -35,7 +35,8 @@ from ..errors import MagnetEvalError
 from ..manifest import Manifest, ManifestEntry
 from ..progress import info, make_progress
 from .captions import caption
-from .composer import PARTS, choose_genre, compose, ground_truth
+from .composer import choose_genre, compose, ground_truth
+from .score import PARTS
 from .genres import GENRES
 from .midi import write_midi
 from .render import find_fluidsynth, find_soundfont, render_mono

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from .composer import Piece
+from .score import Piece
 
 TICKS_PER_BEAT = 480
 CHANNELS = {"bass": 0, "chords": 1, "lead": 2, "drums": 9}

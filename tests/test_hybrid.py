@@ -1,0 +1,124 @@
+"""Hybrid-MAGNeT: an autoregressive prefix decoded by the MAGNeT model itself, then parallel decoding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from magnet_eval.models.hybrid import (ARSettings, autoregressive_generate, causal_logits, decode_frames,
+                                       make_cross_kv)
+from magnet_eval.models.lm import LMConfig
+from magnet_eval.models.magnet import MagnetDecoding, MagnetLM
+from magnet_eval.models.sampling import make_generators
+
+CARD = 32
+PROMPTS = ["a", "lofi piano with soft rain", "rock"]
+SEEDS = [5, 6, 7]
+FRAME_RATE = 50.0
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def magnet_lm() -> MagnetLM:
+    torch.manual_seed(0)
+    return MagnetLM(LMConfig(kind="magnet", dim=32, num_heads=4, num_layers=2, n_q=4, card=CARD, causal=False,
+                             pattern="parallel", subcodes_context=5, span_len=3, text_encoder="random",
+                             text_dim=24, frame_rate=FRAME_RATE)).eval()
+
+
+def generate(lm, dec, prompts=PROMPTS, seeds=SEEDS, frames=30):
+    cond = lm.condition(prompts, independent=True)
+    return lm.generate(cond, len(prompts), frames, dec, generators=make_generators(seeds))
+
+
+def ar_settings(dec: MagnetDecoding) -> ARSettings:
+    return ARSettings(temperature=dec.prefix_temperature, top_k=dec.prefix_top_k, cfg_coef=dec.prefix_cfg_coef)
+
+
+@pytest.mark.parametrize("arrangement", ["nonoverlap", "stride1"])
+def test_prefix_zero_is_plain_magnet(arrangement):
+    lm = magnet_lm()
+    base = dict(decoding_steps=[4, 2, 2, 2], span_arrangement=arrangement)
+    plain = generate(lm, MagnetDecoding(**base))
+    steps = lm.last_stats["forward_passes"]
+    hybrid0 = generate(lm, MagnetDecoding(**base, hybrid_prefix=0.0))
+    assert torch.equal(plain, hybrid0)
+    assert lm.last_stats["autoregressive_forward_passes"] == 0 and lm.last_stats["forward_passes"] == steps == 10
+    # less than half a frame rounds to no prefix
+    assert torch.equal(plain, generate(lm, MagnetDecoding(**base, hybrid_prefix=0.4 / FRAME_RATE)))
+
+
+def test_prefix_of_the_whole_clip_is_plain_autoregressive_decoding():
+    lm = magnet_lm()
+    dec = MagnetDecoding(decoding_steps=[4, 2, 2, 2], hybrid_prefix=30 / FRAME_RATE)
+    hybrid = generate(lm, dec)
+    assert lm.last_stats["magnet_forward_passes"] == 0
+    assert lm.last_stats["autoregressive_forward_passes"] == 30
+    cond = lm.condition(PROMPTS, independent=True)
+    ar = autoregressive_generate(lm, cond, 3, 30, ar_settings(dec), make_generators(SEEDS))
+    assert torch.equal(hybrid, ar)
+    assert (ar < CARD).all()  # every frame decoded, no mask token left
+
+
+@pytest.mark.parametrize("prefix_frames", [7, 12])
+def test_hybrid_prefix_is_autoregressive_and_kept(prefix_frames):
+    """The first S frames are what autoregressive decoding gives (causal: they never see later frames),
+    kept through the parallel stages; the rest is decoded by MAGNeT, conditioned on them."""
+    lm = magnet_lm()
+    dec = MagnetDecoding(decoding_steps=[4, 2, 2, 2], hybrid_prefix=prefix_frames / FRAME_RATE)
+    hybrid = generate(lm, dec)
+    cond = lm.condition(PROMPTS, independent=True)
+    ar = autoregressive_generate(lm, cond, 3, 30, ar_settings(dec), make_generators(SEEDS))
+    assert torch.equal(hybrid[..., :prefix_frames], ar[..., :prefix_frames])
+    assert not torch.equal(hybrid[..., prefix_frames:], ar[..., prefix_frames:])
+    assert (hybrid < CARD).all()
+    assert lm.last_stats["autoregressive_forward_passes"] == prefix_frames
+    assert lm.last_stats["magnet_forward_passes"] == 10
+    # the parallel part depends on the prefix: another prefix length changes the tokens after it
+    other = generate(lm, MagnetDecoding(decoding_steps=[4, 2, 2, 2], hybrid_prefix=3 / FRAME_RATE))
+    assert not torch.equal(other[..., prefix_frames:], hybrid[..., prefix_frames:])
+
+
+def test_hybrid_is_batch_invariant():
+    lm = magnet_lm()
+    dec = MagnetDecoding(decoding_steps=[4, 2, 2, 2], hybrid_prefix=8 / FRAME_RATE)
+    together = generate(lm, dec)
+    alone = torch.cat([generate(lm, dec, [p], [s]) for p, s in zip(PROMPTS, SEEDS)])
+    assert torch.equal(together, alone)
+
+
+def test_cached_decoding_matches_the_causal_training_pass():
+    """Decoding with a KV cache sees what the teacher-forced causal pass (training) sees: same logits."""
+    lm = magnet_lm()
+    torch.manual_seed(3)
+    codes = torch.randint(0, CARD, (2, 4, 9))
+    full = causal_logits(lm, codes)  # [B, K, T, card], no condition
+    # the last frame predicted after a prompt of 8 frames, through decode_frames' cache: greedy = argmax
+    work = codes.clone()
+    decode_frames(lm, work, 8, 9, ARSettings(use_sampling=False), cross_kv=None)
+    assert torch.equal(work[..., 8], full[:, :, 8].argmax(-1))
+    # several greedy steps through the cache: each frame is the argmax of the causal pass over the result
+    work = codes.clone()
+    decode_frames(lm, work, 3, 9, ARSettings(use_sampling=False), cross_kv=None)
+    assert torch.equal(work[..., 3:], causal_logits(lm, work)[:, :, 3:].argmax(-1))
+    assert torch.equal(work[..., :3], codes[..., :3])
+    # causality: changing a later frame leaves the earlier positions' logits unchanged
+    changed = codes.clone()
+    changed[..., 6:] = (changed[..., 6:] + 1) % CARD
+    assert torch.allclose(causal_logits(lm, changed)[:, :, :7], full[:, :, :7], atol=1e-5)
+    assert not torch.allclose(causal_logits(lm, changed)[:, :, 7:], full[:, :, 7:], atol=1e-5)
+
+
+def test_make_cross_kv_needs_matching_batch():
+    lm = magnet_lm()
+    cond = lm.condition(PROMPTS)
+    with pytest.raises(ValueError, match="condition batch"):
+        make_cross_kv(lm, cond, 2)
+    with pytest.raises(ValueError, match="hybrid_prefix"):
+        MagnetDecoding(hybrid_prefix=-1.0)
