@@ -151,7 +151,9 @@ class Ledger:
             raise LedgerError(f"results ledger {p}: is not an SQLite database (corrupt or another file); "
                               "nothing was appended. Move it away or pass --ledger / --no-ledger")
         try:
-            con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=30)
+            from urllib.parse import quote
+
+            con = sqlite3.connect(f"file:{quote(str(p.resolve()))}?mode=ro", uri=True, timeout=30)
             try:
                 verdict = con.execute("PRAGMA quick_check").fetchone()
                 tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}

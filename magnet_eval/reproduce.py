@@ -227,6 +227,13 @@ def _first_run_stages(work: Path, stages: list[Stage], total: float) -> Optional
     return None
 
 
+def tiny_corpus(work: Path, preset: TinyPreset = TinyPreset()) -> Manifest:
+    """The tiny preset's rendered corpus in WORK/corpus (cached; shared by every preset using this work folder)."""
+    from .synth.corpus import build_corpus
+
+    return build_corpus(work / "corpus", n=preset.n_clips, duration=preset.clip_seconds, seed=preset.seed, workers=2)
+
+
 def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: str = "") -> Path:
     """The offline default; returns the report's index.html."""
     from .bench.latency import run_latency_benchmark
@@ -234,12 +241,10 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
     from .report import build_report
     from .report.tables import collect_results
     from .solvers.recipes import TINY, train_tiny_suite
-    from .synth.corpus import build_corpus
 
     run = Run(work, out)
     t_start = time.perf_counter()
-    corpus = run.stage("corpus: compose and render", lambda: build_corpus(
-        work / "corpus", n=preset.n_clips, duration=preset.clip_seconds, seed=preset.seed, workers=2))
+    corpus = run.stage("corpus: compose and render", lambda: tiny_corpus(work, preset))
     prompts_path = _split_manifest(corpus, "test", work / "prompts_test.jsonl")
     reference_path = _split_manifest(corpus, "train", work / "reference_train.jsonl")
     prompts = Manifest.read(prompts_path)

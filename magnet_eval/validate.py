@@ -137,13 +137,14 @@ def decoding_options(options: Mapping[str, Any], prefix: str = "--") -> None:
         if value is None:
             continue
         key = {"temp": "temperature", "steps": "decoding_steps"}.get(key, key)
-        if key == "temperature":
+        # by suffix, so variants (prefix_temperature, prefix_top_k, prefix_cfg_coef, ...) get the same rule
+        if key.endswith("temperature"):
             positive_float(opt(key), value)
-        elif key == "top_p":
+        elif key.endswith("top_p"):
             probability(opt(key), value, low_open=False)
-        elif key == "top_k":
+        elif key.endswith("top_k"):
             non_negative_int(opt(key), value)
-        elif key in ("cfg_coef", "max_cfg_coef", "min_cfg_coef"):
+        elif key.endswith("cfg_coef") or key.endswith("_weight"):
             finite_float(opt(key), value)
         elif key == "decoding_steps":
             steps = value

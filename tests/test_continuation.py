@@ -144,3 +144,48 @@ def test_generator_prompt_audio_round_trip(tmp_path):
         assert audio.shape[0] == 2
         with pytest.raises(MagnetEvalError, match="not shorter"):
             g.generate(["piano"], duration=0.5, prompt_codes=codes)
+
+
+@pytest.mark.parametrize("model", ["magnet-tiny", "musicgen-tiny"])
+def test_cli_prompt_audio(tmp_path, model):
+    import json
+
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from magnet_eval.cli import app
+    from magnet_eval.models.generator import load_generator
+
+    g = load_generator(model)
+    sr = 16000  # another rate than the codec's: resampled on the way in
+    t = np.arange(int(0.6 * sr)) / sr
+    sf.write(tmp_path / "prompt.wav", (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), sr)
+    out = tmp_path / "o"
+    steps = ["--decoding-steps", "3,1,1,1"] if model.startswith("magnet") else []
+    args = ["generate", "-m", model, "-p", "jazz", "-d", "1.5", "-o", str(out), *steps]
+    res = CliRunner().invoke(app, args + ["--prompt-audio", str(tmp_path / "prompt.wav")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    (rec,) = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert rec["settings"]["prompt_audio"]["file"] == "prompt.wav"
+    # the clip continues the prompt's tokens: the same generation through the library gives the same audio
+    from magnet_eval.audio import load_audio
+
+    wav, _ = load_audio(tmp_path / "prompt.wav", sr=g.sample_rate)
+    codes = g.encode_prompt(wav, g.sample_rate)
+    P = codes.shape[-1]
+    assert rec["settings"]["prompt_audio"]["frames"] == P
+    knobs = {"decoding_steps": "3,1,1,1"} if model.startswith("magnet") else {}
+    kept, ref_audio, _ = g.generate(["jazz"], duration=1.5, seeds=[rec["sample_seed"]], prompt_codes=codes, **knobs)
+    assert torch.equal(kept[:, :, :P], codes)
+    audio, _ = sf.read(out / "p000.wav")
+    n = min(len(audio), ref_audio.shape[-1])
+    assert np.allclose(audio[:n], ref_audio[0, :n], atol=1e-4)
+    res = CliRunner().invoke(app, args[:9] + ["-o", str(tmp_path / "x"), "--prompt-audio", str(tmp_path / "missing.wav")])
+    assert res.exit_code != 0 and "missing.wav" in str(res.exception)
+
+
+def test_musicgen_long_prompt_is_continued_by_windows():
+    lm = musicgen_lm(segment=0.4)  # 20 frames
+    prompt = prompt_codes(25)
+    out = gen(lm, MusicGenDecoding(extend_stride=0.2), 40, prompt)
+    assert out.shape[-1] == 40 and torch.equal(out[..., :25], prompt) and (out < CARD).all()

@@ -169,6 +169,8 @@ def test_metric_panels_one_per_computed_embedder():
     panels = metric_panels(res)
     assert ("fad", "musicnn") in panels and ("fad_inf", "musicnn") in panels
     assert not any(e == "vggish" for _, e in panels) and ("kl", "passt") not in panels and ("clap", "clap") not in panels
+    t1 = table1(res).set_index("model")  # the one FAD column holds the musicnn value, not the VGGish status
+    assert t1.loc["s", "fad"] == 4.0 and t1.loc["s", "fad_status"] == "ok" and t1.loc["s", "fad_embedder"] == "musicnn"
     c = b.assign(status="ok", value=7.0)  # now VGGish FAD is computed too: a second FAD panel
     assert ("fad", "vggish") in metric_panels(collect_results([a, c]))
     assert [line.split(":")[0] for line in not_computed(res)] == ["kl [passt]", "clap [clap]", "fad, fad_inf [vggish]"]

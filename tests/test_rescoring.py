@@ -166,3 +166,35 @@ def test_generator_counts_rescorer_passes():
     assert stats["settings"]["rescore_weight"] == PAPER_RESCORE_WEIGHT
     with pytest.raises(MagnetEvalError, match="MAGNeT"):
         load_generator("musicgen-tiny").set_rescorer(load_generator("musicgen-tiny"))
+
+
+def _log(folder):
+    import json
+
+    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+
+
+def test_cli_rescorer_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from magnet_eval.cli import app
+    from magnet_eval.errors import InvalidOptionError
+
+    out = tmp_path / "r"
+    base = ["generate", "-m", "magnet-tiny", "-p", "jazz", "-d", "1", "--decoding-steps", "3,1,1,1"]
+    res = CliRunner().invoke(app, base + ["-o", str(out), "--rescorer", "musicgen-tiny", "--rescore-weight", "0.5"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    (rec,) = _log(out)
+    assert rec["settings"]["decoding"]["rescorer"] == "musicgen-tiny"
+    assert rec["settings"]["decoding"]["rescore_weight"] == 0.5
+    assert rec["rescorer_forward_passes"] == 2 and rec["forward_passes"] == 6 + 2
+    # another weight is another setting: the run in --out is not resumed with it
+    res = CliRunner().invoke(app, base + ["-o", str(out), "--rescorer", "musicgen-tiny", "--rescore-weight", "0.7"])
+    assert isinstance(res.exception, MagnetEvalError) and "other settings" in str(res.exception)
+    res = CliRunner().invoke(app, base + ["-o", str(tmp_path / "x"), "--rescore-weight", "0.5"])
+    assert isinstance(res.exception, InvalidOptionError) and "--rescorer" in str(res.exception)
+    res = CliRunner().invoke(app, base + ["-o", str(tmp_path / "y"), "--rescorer", "musicgen-tiny",
+                                          "--rescore-weight", "2"])
+    assert isinstance(res.exception, InvalidOptionError) and "--rescore-weight" in str(res.exception)
+    res = CliRunner().invoke(app, base + ["-o", str(tmp_path / "z"), "--rescorer", "magnet-tiny"])
+    assert isinstance(res.exception, MagnetEvalError) and "MusicGen" in str(res.exception)

@@ -102,6 +102,36 @@ def _check_resume(out: Path, done: dict[str, dict], settings: dict[str, Any], ba
                 f"(docs/determinism.md); resume with --batch-size {old_bs}, or {hint}")
 
 
+def _check_new_options(decoding: dict[str, Any], rescorer: Optional[str], prompt_audio: Optional[Path]) -> None:
+    """--rescore-weight in [0, 1] and only with --rescorer; --hybrid-prefix >= 0; --prompt-audio readable."""
+    from ..errors import InvalidOptionError
+    from ..validate import non_empty_text, non_negative_float, probability, readable_audio_file
+
+    if decoding.get("rescore_weight") is not None:
+        probability("--rescore-weight", decoding["rescore_weight"], low_open=False)
+        if not rescorer:
+            raise InvalidOptionError("--rescore-weight needs --rescorer MODEL (the MusicGen that rescores MAGNeT's tokens)")
+    if rescorer is not None:
+        non_empty_text("--rescorer", rescorer)
+    if decoding.get("hybrid_prefix") is not None:
+        non_negative_float("--hybrid-prefix", decoding["hybrid_prefix"])
+    if prompt_audio is not None:
+        readable_audio_file(prompt_audio)
+
+
+def _prompt_codes(gen: Any, prompt_audio: Optional[Path]) -> tuple[Any, Optional[dict[str, Any]]]:
+    """The --prompt-audio clip as codes [1, K, P] and what the resume settings record of it (name, hash, frames)."""
+    if prompt_audio is None:
+        return None, None
+    from ..audio import load_audio
+    from ..files import file_sha1
+
+    wav, sr = load_audio(prompt_audio, sr=gen.sample_rate)
+    codes = gen.encode_prompt(wav, sr)
+    return codes, {"file": Path(prompt_audio).name, "sha1": file_sha1(Path(prompt_audio)),
+                   "frames": int(codes.shape[-1])}
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
 
@@ -109,8 +139,13 @@ def _safe_name(text: str) -> str:
 def run_generation(model: str, prompts: str, out: Path, *, duration: float = 10.0, batch_size: int = 4,
                    seed: int = 0, device: str = "cpu", dtype: Optional[str] = None, overwrite: bool = False,
                    text_encoder: Optional[str] = None, stage_attention: Optional[str] = None,
-                   generator: Any = None, **decoding: Any) -> Path:
-    """The body of `magnet-eval generate` (importable: tests and `compare` use it); returns the manifest path."""
+                   generator: Any = None, rescorer: Optional[str] = None, prompt_audio: Optional[Path] = None,
+                   **decoding: Any) -> Path:
+    """The body of `magnet-eval generate` (importable: tests and `compare` use it); returns the manifest path.
+
+    rescorer: a MusicGen (preset, checkpoint or hub name) that rescores MAGNeT's tokens (its weight is the
+    decoding knob rescore_weight); prompt_audio: a clip every generation continues (its tokens kept).
+    """
     import torch
 
     from ..audio import save_audio
@@ -125,6 +160,7 @@ def run_generation(model: str, prompts: str, out: Path, *, duration: float = 10.
     generation_duration("--duration", duration)
     positive_int("--batch-size", batch_size)
     decoding_options(decoding)
+    _check_new_options(decoding, rescorer, prompt_audio)
     writable_output(out, "--out", kind="dir")
     manifest = _read_prompts(prompts)
     out = Path(out)
@@ -137,12 +173,21 @@ def run_generation(model: str, prompts: str, out: Path, *, duration: float = 10.
         raise MagnetEvalError(f"--dtype must be float32, float16 or bfloat16, got {dtype!r}")
     gen = generator or load_generator(model, device=device, dtype=torch_dtype[dtype], text_encoder=text_encoder,
                                       stage_attention=stage_attention)
-    generation_duration("--duration", duration, gen.frame_rate, getattr(gen.lm.cfg, "max_period", 10000.0))
+    lm_cfg = getattr(getattr(gen, "lm", None), "cfg", None)  # the bound of this model's own positions
+    generation_duration("--duration", duration, float(getattr(gen, "frame_rate", 50.0)),
+                        float(getattr(lm_cfg, "max_period", 10000.0)))
+    prompt_codes, prompt_record = _prompt_codes(gen, prompt_audio)
+    if rescorer:
+        gen.set_rescorer(load_generator(rescorer, device=device, dtype=torch_dtype[dtype], text_encoder=text_encoder),
+                         name=rescorer)
+    dec = gen.decoding(**decoding)
     # what a resumed run must share with the clips already there (the batch size: see _check_resume)
     settings = {"model": model, "duration": duration, "seed": seed,
-                "decoding": gen.decoding(**decoding).to_dict(), "dtype": dtype,
+                "decoding": gen.settings(dec) if hasattr(gen, "settings") else dec.to_dict(), "dtype": dtype,
                 "text_encoder": gen.lm.text_conditioner.encoder_name,
                 "stage_attention": gen.lm.cfg.stage_attention if gen.kind == "magnet" else None}
+    if prompt_record is not None:
+        settings["prompt_audio"] = prompt_record
 
     log_path = out / LOG_FILE
     done = _read_log(log_path)
@@ -157,8 +202,9 @@ def run_generation(model: str, prompts: str, out: Path, *, duration: float = 10.
     for batch in (track(batches, f"generating with {gen.name}") if batches else []):
         seeds = [derive_seed(seed, e.id) for e in batch]
         t0 = time.perf_counter()
+        extra = {"prompt_codes": prompt_codes} if prompt_codes is not None else {}
         _, wav, sr = gen.generate([e.caption for e in batch], duration=duration, seed=seed, seeds=seeds,
-                                  batch_size=len(batch), **decoding)
+                                  batch_size=len(batch), **extra, **decoding)
         elapsed = time.perf_counter() - t0
         stats = dict(gen.last_stats)
         with log_path.open("a", encoding="utf-8") as log:
@@ -168,7 +214,8 @@ def run_generation(model: str, prompts: str, out: Path, *, duration: float = 10.
                        "settings": settings, "time_per_sample_s": elapsed / len(batch), "batch_time_s": elapsed,
                        "batch_size": batch_size, "batch_len": len(batch), "sample_rate": sr, "samples": int(w.shape[-1]),
                        "frames": stats.get("frames"), "decoding_steps": stats.get("decoding_steps"),
-                       "forward_passes": stats.get("forward_passes"), "device": str(gen.device)}
+                       "forward_passes": stats.get("forward_passes"),
+                       "rescorer_forward_passes": stats.get("rescorer_forward_passes"), "device": str(gen.device)}
                 log.write(json.dumps(rec) + "\n")
             log.flush()
     entries = []
@@ -204,6 +251,10 @@ def main(
     use_sampling: Optional[bool] = typer.Option(None, "--sampling/--greedy", help="Sample tokens (default) or take the argmax."),
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="Override the text encoder: t5-base, t5-large, minilm, or random (benchmarks)."),
     stage_attention: Optional[str] = typer.Option(None, "--stage-attention", help="MAGNeT stages > 0: restricted (|q-k| <= 5, default) or audiocraft-sdpa (causal, as audiocraft's torch backend)."),
+    rescorer: Optional[str] = typer.Option(None, "--rescorer", help="MAGNeT: a MusicGen (preset, checkpoint or hub name, same codec) that rescores the sampled tokens (MAGNeT paper, section 3.4)."),
+    rescore_weight: Optional[float] = typer.Option(None, "--rescore-weight", help="MAGNeT: the rescorer's share w_r in w_r * p_rescorer + (1 - w_r) * p_MAGNeT (default 0.8; 0 = plain MAGNeT)."),
+    hybrid_prefix: Optional[float] = typer.Option(None, "--hybrid-prefix", help="MAGNeT: seconds decoded autoregressively by the model before parallel decoding (Hybrid-MAGNeT; 0 = off)."),
+    prompt_audio: Optional[Path] = typer.Option(None, "--prompt-audio", help="Continue this clip: its tokens are kept and --duration counts it (as audiocraft's generate_continuation)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again instead of resuming the run in --out."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice; 1 is often fastest for tiny models on a busy machine)."),
 ) -> None:
@@ -221,8 +272,8 @@ def main(
     knobs = {"decoding_steps": decoding_steps, "temperature": temperature, "top_k": top_k, "top_p": top_p,
              "max_cfg_coef": max_cfg_coef, "min_cfg_coef": min_cfg_coef, "cfg_coef": cfg_coef,
              "anneal_temp": anneal_temp, "span_scoring": span_scoring, "span_arrangement": span_arrangement,
-             "use_sampling": use_sampling}
+             "use_sampling": use_sampling, "rescore_weight": rescore_weight, "hybrid_prefix": hybrid_prefix}
     out = out or Path("generated") / _safe_name(Path(model).name if Path(model).exists() else model)
     run_generation(model, prompts, out, duration=duration, batch_size=batch_size, seed=seed, device=device,
                    dtype=dtype, overwrite=overwrite, text_encoder=text_encoder, stage_attention=stage_attention,
-                   **{k: v for k, v in knobs.items() if v is not None})
+                   rescorer=rescorer, prompt_audio=prompt_audio, **{k: v for k, v in knobs.items() if v is not None})

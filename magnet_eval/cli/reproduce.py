@@ -9,8 +9,8 @@ import typer
 
 
 def main(
-    preset: str = typer.Option("tiny", "--preset", help="tiny (offline default) | paper-musiccaps | paper-audiocaps."),
-    out: Path = typer.Option(Path("reports/tiny"), "--out", help="Report folder (index.html, tables, plots, audio)."),
+    preset: str = typer.Option("tiny", "--preset", help="tiny (offline default) | vampnet-tiny (VampNet prompt sweeps, offline) | paper-musiccaps | paper-audiocaps."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (index.html, tables, plots, audio; default reports/PRESET)."),
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Cache of every stage (default ~/.cache/magnet-eval/reproduce/PRESET)."),
     captions: Optional[Path] = typer.Option(None, "--captions", help="paper presets: the caption CSV (default: ../shared/data)."),
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="paper presets: folder of the reference clips."),
@@ -24,18 +24,24 @@ def main(
     from ..reproduce import PAPER, command_line, run_paper, run_tiny
     from ..validate import existing_path, one_of, positive_int, writable_output
 
-    one_of("--preset", preset, ["tiny", *PAPER])
+    one_of("--preset", preset, ["tiny", "vampnet-tiny", *PAPER])
+    out = out or Path("reports") / preset
+    work_name = "tiny" if preset == "vampnet-tiny" else preset  # VampNet reuses the tiny corpus and codec
     writable_output(out, "--out", kind="dir")
-    writable_output(work_dir or cache_dir() / "reproduce" / preset, "--work-dir", kind="dir")
+    writable_output(work_dir or cache_dir() / "reproduce" / work_name, "--work-dir", kind="dir")
     if limit is not None:
         positive_int("--limit", limit)
     for opt, value in (("--captions", captions), ("--audio-dir", audio_dir)):
         if value is not None:
             existing_path(value, opt)
-    work = work_dir or cache_dir() / "reproduce" / preset
+    work = work_dir or cache_dir() / "reproduce" / work_name
     work.mkdir(parents=True, exist_ok=True)
     if preset == "tiny":
         index = run_tiny(out, work, command=command_line())
+    elif preset == "vampnet-tiny":
+        from ..reproduce_vampnet import run_vampnet_tiny
+
+        index = run_vampnet_tiny(out, work, command=command_line())
     elif preset in PAPER:
         index = run_paper(preset, out, work, captions, audio_dir, device=device, limit=limit, command=command_line())
     else:

@@ -178,6 +178,7 @@ def _lm_command(kind: str):
         dim: Optional[int] = typer.Option(None, "--dim", help="Override the preset's transformer width."),
         num_layers: Optional[int] = typer.Option(None, "--num-layers", help="Override the preset's number of layers."),
         num_heads: Optional[int] = typer.Option(None, "--num-heads", help="Override the preset's attention heads."),
+        hybrid: bool = typer.Option(False, "--hybrid", help="MAGNeT: train Hybrid-MAGNeT (causal next-frame loss on a random prefix + masked loss after it), for generate --hybrid-prefix."),
         seed: int = _SEED,
         *,
         run: RunOptions,
@@ -193,6 +194,7 @@ def _lm_command(kind: str):
             lr or recipes.TINY.lm_lr, segment_seconds or recipes.TINY.lm_segment_seconds, cond_dropout=cond_dropout,
             seed=seed, ema=ema, text_encoder=text_encoder, train_overrides=run.train_overrides(),
             lm_overrides={k: v for k, v in {"dim": dim, "num_layers": num_layers, "num_heads": num_heads}.items() if v},
+            **({"hybrid": True} if hybrid else {}),
         )
         _finish()
         typer.echo(str(path))
@@ -204,6 +206,8 @@ app.command(name="magnet", help="Train MAGNeT (span-masked, one codebook stage p
 app.command(name="musicgen", help="Train the MusicGen baseline (next-token CE over delayed streams) on cached codec tokens.")(_lm_command("musicgen"))
 from . import train_stemgen as _stemgen  # noqa: E402  (StemGen, issue 11: uses the shared options above)
 app.command(name="stemgen", help=_stemgen.command.__doc__)(_stemgen.command)
+from . import train_vampnet as _vampnet  # noqa: E402  (VampNet, issue 10)
+app.command(name="vampnet", help=_vampnet.command.__doc__)(_vampnet.command)
 
 
 @app.command()

@@ -226,8 +226,9 @@ class Generator:
     def settings(self, dec: MagnetDecoding | MusicGenDecoding) -> dict[str, Any]:
         """The decoding settings of a generation, with the rescorer when one is set (MAGNeT)."""
         d = dec.to_dict()
-        if self.kind == "magnet":
-            d["rescorer"] = self.rescorer_name if self.rescorer is not None else None
+        if self.kind == "magnet" and self.rescorer is not None:
+            d["rescorer"] = self.rescorer_name
+            d["rescore_weight"] = dec.rescore_weight
         return d
 
     def _decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -80,7 +80,15 @@ class MagnetDecoding:
         self.decoding_steps = [int(s) for s in self.decoding_steps]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings that decide the tokens: the hybrid knobs only with a hybrid prefix, and the rescorer's
+        weight never (it counts only with a rescorer: `Generator.settings` adds both), so that a plain
+        generation records what it always recorded."""
+        d = asdict(self)
+        d.pop("rescore_weight")
+        if self.hybrid_prefix == 0:
+            for key in ("hybrid_prefix", "prefix_temperature", "prefix_top_k", "prefix_cfg_coef"):
+                d.pop(key)
+        return d
 
 
 # ---- schedules (pure functions, so they can be checked by hand) ------------------------------------

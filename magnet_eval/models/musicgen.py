@@ -52,7 +52,11 @@ class MusicGenDecoding:
             raise ValueError(f"extend_stride must be > 0 seconds, got {self.extend_stride}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings (extend_stride only when set: the default stride is recorded as no entry)."""
+        d = asdict(self)
+        if self.extend_stride is None:
+            d.pop("extend_stride")
+        return d
 
 
 class MusicGenLM(LMModel):
@@ -88,8 +92,12 @@ class MusicGenLM(LMModel):
             raise ValueError(f"extend_stride {stride_s} s must be shorter than the trained segment "
                              f"({self.cfg.segment_duration} s) and at least one frame")
         generators = as_clip_random(generators, self.emb[0].weight.device)
-        out = self._generate_window(condition, num_samples, segment, dec, generators, callback, prompt, 0)
-        stats = dict(self.last_stats)
+        if prompt is not None and prompt.shape[-1] >= segment:  # a long prompt: the windows continue it
+            out = prompt[..., :frames].to(self.emb[0].weight.device)
+            stats = {"decoding_steps": 0, "forward_passes": 0, "batch_rows_per_pass": 0}
+        else:
+            out = self._generate_window(condition, num_samples, segment, dec, generators, callback, prompt, 0)
+            stats = dict(self.last_stats)
         window = 1
         while out.shape[-1] < frames:
             context = out[..., out.shape[-1] - (segment - stride):]

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, MagnetEvalError, MissingWeightsError
+from ..files import load_torch
 from ..modules.transformer import Transformer
 from ..stems import INSTRUMENTS, instrument_index
 from .sampling import make_generators, sample_from_probs
@@ -368,10 +369,7 @@ def load_stemgen(path: str | Path, device: str | torch.device = "cpu") -> StemGe
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: StemGen checkpoint does not exist")
-    try:
-        pkg = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read as a StemGen checkpoint ({exc})") from exc
+    pkg = load_torch(path)  # the one safe loader: plain data only, CheckpointError naming the file
     if not isinstance(pkg, dict) or pkg.get("kind") != CHECKPOINT_KIND:
         raise CheckpointError(f"{path}: not a StemGen checkpoint (no kind {CHECKPOINT_KIND!r})")
     model = StemGenLM(StemGenConfig.from_dict(pkg["config"]))

@@ -404,18 +404,24 @@ def masked_token_loss(model: VampNetModel, tokens: torch.Tensor, masked: torch.T
                       label_smoothing: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """(cross-entropy over the masked tokens of the predicted codebooks, their accuracy), as the reference
     trains (label smoothing 0.1, conf/vampnet.yml). masked [B, K, T] from `training_mask`."""
-    C = model.cfg.n_conditioning_codebooks
     logits = model(tokens.masked_fill(masked, model.mask_token))  # [B, P, T, V]
-    target, sel = tokens[:, C:], masked[:, C:]
+    loss, correct = masked_logits_loss(logits, tokens, masked, model.cfg.n_conditioning_codebooks, label_smoothing)
+    return loss, (correct.float().mean() if correct.numel() else loss.detach() * 0.0)
+
+
+def masked_logits_loss(logits: torch.Tensor, tokens: torch.Tensor, masked: torch.Tensor, n_conditioning: int,
+                       label_smoothing: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of `masked_token_loss` from logits already computed (the solver calls the possibly
+    DDP-wrapped model itself): (mean cross-entropy over masked predicted tokens, per-token correctness [N]).
+    With nothing masked the loss is a zero that still reaches every logit (so DDP sees all parameters)."""
+    target, sel = tokens[:, n_conditioning:], masked[:, n_conditioning:]
     if not bool(sel.any()):
-        zero = logits.sum() * 0.0
-        return zero, zero.detach()
-    picked = logits[sel]
+        return logits.sum() * 0.0, torch.zeros(0, dtype=torch.bool, device=logits.device)
+    picked = logits[sel].float()
     loss = F.cross_entropy(picked, target[sel], label_smoothing=label_smoothing)
-    acc = (picked.argmax(-1) == target[sel]).float().mean()
-    return loss, acc.detach()
+    return loss, (picked.argmax(-1) == target[sel]).detach()
 
 
 __all__ = ["VampNetConfig", "VampNetModel", "VampNet", "VampDecoding", "COARSE_DECODING", "C2F_DECODING",
            "PRESETS", "build_vampnet", "preset_configs", "is_vampnet_preset", "sample_tokens", "typical_filter",
-           "mask_schedule", "codec_codebooks", "training_mask", "masked_token_loss"]
+           "mask_schedule", "codec_codebooks", "training_mask", "masked_token_loss", "masked_logits_loss"]

@@ -252,3 +252,43 @@ def load_vampnet(path: str | Path) -> tuple[VampNet, str]:
         return model.eval()
 
     return VampNet(part(pkg["coarse"]), part(pkg.get("c2f")), name=str(pkg.get("name") or path.stem)), str(pkg["codec"])
+
+
+PART_KIND = "vampnet-part"
+
+
+def save_vampnet_part(model: VampNetModel, path: str | Path, codec_spec: str, part: str) -> Path:
+    """One trained model ('coarse' or 'c2f') on its own (what `train vampnet --part` exports); `pair_vampnet`
+    joins a coarse and a c2f part into the checkpoint `vamp` loads. Plain data only."""
+    if part not in ("coarse", "c2f"):
+        raise MagnetEvalError(f"unknown VampNet part {part!r}; parts: coarse, c2f")
+    path = Path(path)
+    with atomic_write(path) as f:
+        torch.save({"kind": PART_KIND, "part": part, "codec": str(codec_spec), "config": model.cfg.to_dict(),
+                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, f)
+    return path
+
+
+def load_vampnet_part(path: str | Path, part: Optional[str] = None) -> tuple[VampNetModel, str, str]:
+    """(model, part, codec spec) from a `save_vampnet_part` file; another file or the wrong part is refused naming it."""
+    path = Path(path)
+    pkg = load_torch(path)
+    if not isinstance(pkg, Mapping) or pkg.get("kind") != PART_KIND:
+        raise CheckpointError(f"{path}: not a VampNet part exported by `magnet-eval train vampnet`")
+    if part is not None and pkg.get("part") != part:
+        raise CheckpointError(f"{path}: holds the VampNet {pkg.get('part')!r} model, expected {part!r}")
+    model = VampNetModel(VampNetConfig.from_dict(dict(pkg["config"])))
+    try:
+        model.load_state_dict(pkg["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match their config: {str(exc).splitlines()[0]}") from exc
+    return model.eval(), str(pkg["part"]), str(pkg["codec"])
+
+
+def pair_vampnet(coarse: str | Path, c2f: str | Path, name: str = "vampnet") -> tuple[VampNet, str]:
+    """(VampNet, codec spec) from a coarse and a c2f part trained on the same codec."""
+    cm, _, codec_a = load_vampnet_part(coarse, "coarse")
+    fm, _, codec_b = load_vampnet_part(c2f, "c2f")
+    if codec_a != codec_b:
+        raise CheckpointError(f"{coarse} and {c2f} were trained on different codecs ({codec_a} vs {codec_b})")
+    return VampNet(cm, fm, name=name), codec_a

@@ -25,6 +25,8 @@ def build_report(
     seed: int = 0,
     params: dict[str, float] | None = None,
     model_for_system: dict[str, str] | None = None,
+    sections: Sequence[str] = (),
+    extra_files: dict[str, str | Path] | None = None,
 ) -> Path:
     """Write tables, plots and index.html into out_dir; returns the index.html path.
 
@@ -58,8 +60,10 @@ def build_report(
     rows, systems = collect_audio(dict(audio_dirs or {}), out, n=n_audio, seed=seed)
     files = {k: v.name for k, v in paths.items()}
     files.update({f"{k} plot": v.name for k, v in plots.items()})
+    files.update({k: Path(v).name for k, v in (extra_files or {}).items()})
     page = render_page(title, table1_html=_table1_html(table1_display(t1), t1), results=res, plots=plots,
-                       latency=latency, audio_rows=rows, audio_systems=systems, notes=list(notes), files=files)
+                       latency=latency, audio_rows=rows, audio_systems=systems, notes=list(notes), files=files,
+                       sections=sections)
     index = out / "index.html"
     tmp = out / ".index.html.tmp"
     tmp.write_text(page, encoding="utf-8")

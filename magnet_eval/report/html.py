@@ -268,8 +268,9 @@ def render_page(
     audio_systems: list[str],
     notes: Sequence[str] = (),
     files: dict[str, str] | None = None,
+    sections: Sequence[str] = (),
 ) -> str:
-    """The page as one string."""
+    """The page as one string; `sections`: extra HTML blocks (a preset's own tables and figures) after Table 1."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -288,6 +289,7 @@ def render_page(
               "listed in the notes above.</p>", table1_html]
     if "metrics" in plots:
         parts.append(f'<img class="plot" alt="metric bars" src="{png_data_uri(plots["metrics"])}">')
+    parts += list(sections)
     if latency is not None and len(latency):
         parts.append("<h2>Latency and throughput vs batch size</h2>")
         if "latency" in plots:

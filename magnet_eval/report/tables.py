@@ -32,7 +32,7 @@ WEIGHTS_NOT_AVAILABLE = "weights not available"
 
 
 def table1_slots(results: "pd.DataFrame") -> list[tuple[str, str, list[str], str | None]]:
-    """(column key, header, metric names, embedder) of the Table 1 columns these results fill.
+    """(column key, header, metric names, embedder whose rows fill it) of the Table 1 columns these results fill.
 
     A metric computed with one embedder gets one column (key 'fad'); computed with several (FAD on
     musicnn and on VGGish), one column each (keys 'fad@musicnn', 'fad@vggish'). An embedder for which
@@ -45,7 +45,7 @@ def table1_slots(results: "pd.DataFrame") -> list[tuple[str, str, list[str], str
         if not embs:  # computed for no system: listed by `not_computed`, not a column of statuses
             continue
         if len(embs) == 1:
-            slots.append((key, header, names, None))
+            slots.append((key, header, names, embs[0]))
         else:
             slots += [(f"{key}@{e}", f"{header} [{e}]", names, e) for e in embs]
     return slots

@@ -12,6 +12,12 @@ that classifier-free guidance needs.
 Validation is deterministic: fixed clip windows, fixed masks per (clip, stage) at fixed rates,
 reporting masked-token accuracy and loss per stage and overall, next to the accuracy of always
 predicting the most frequent training token of the stage (a floor that beats 1/card).
+
+`hybrid=True` (`train magnet --hybrid`, Hybrid-MAGNeT; docs/magnet-beyond-audiocraft.md): each sample
+also draws a prefix length p ~ U{0..T}. The masked pass sees the first p frames whole (all codebooks,
+as the autoregressive prefix is at inference) and masks only after them; a second set of rows, in the
+same forward, reads the clip shifted right by one frame under a causal mask and is trained to predict
+every codebook of each prefix frame (next-frame cross-entropy). The loss is the sum of the two means.
 """
 
 from __future__ import annotations
@@ -99,18 +105,25 @@ class MagnetSolver(TextLMSolver):
         card: Optional[int] = None,
         valid_rates: tuple[float, ...] = (0.3, 0.6, 0.9),
         extra_config: Optional[dict] = None,
+        hybrid: bool = False,
     ):
         super().__init__(lm, train, valid, segment_frames, export_fn, cond_dropout, card, extra_config)
         self.span_len = span_len
         self.n_q = n_q or train.n_q
         self.mask_id = self.card
         self.valid_rates = valid_rates
+        self.hybrid = hybrid
 
     def objective_config(self) -> dict:
-        return {"span_len": self.span_len, "cond_dropout": self.cond_dropout, "n_q": self.n_q, "card": self.card}
+        cfg = {"span_len": self.span_len, "cond_dropout": self.cond_dropout, "n_q": self.n_q, "card": self.card}
+        if self.hybrid:
+            cfg["hybrid"] = True
+        return cfg
 
     def objective(self, model, codes, conditions: Callable[[], Conditions], rng: StepRandom, device):
         """A stage drawn on the shared RNG, span masks on it, loss on its masked tokens only."""
+        if self.hybrid:
+            return self._hybrid_objective(model, codes, conditions, rng, device)
         B, K, T = codes.shape
         stage = choose_stage(self.n_q, rng.shared)
         mask, rate = sample_masks(B, T, self.span_len, generator=rng.local, device=device)
@@ -120,6 +133,40 @@ class MagnetSolver(TextLMSolver):
         return loss, {
             "stage": float(stage), "mask_rate": float(mask.float().mean()),
             "train_masked_accuracy": float(correct.float().mean()),
+        }
+
+    def _hybrid_objective(self, model, codes, conditions: Callable[[], Conditions], rng: StepRandom, device):
+        """Hybrid-MAGNeT: masked loss after a random prefix + causal next-frame loss on it, in one forward."""
+        from ..models.hybrid import causal_mask, shift_right
+        from .text_lm import bare_lm
+
+        B, K, T = codes.shape
+        stage = choose_stage(self.n_q, rng.shared)
+        mask, _ = sample_masks(B, T, self.span_len, generator=rng.local, device=device)
+        prefix = torch.randint(0, T + 1, (B,), generator=rng.local).to(device)
+        in_prefix = torch.arange(T, device=device).unsqueeze(0) < prefix.unsqueeze(1)  # [B, T]
+        mask = mask & ~in_prefix
+        masked_in = torch.where(in_prefix.unsqueeze(1), codes, masked_stage_inputs(codes, stage, mask, self.mask_id))
+        own = bare_lm(model).attn_mask(stage, T, device)
+        own = torch.ones(T, T, dtype=torch.bool, device=device) if own is None else own
+        attn = torch.cat([own.expand(B, 1, T, T), causal_mask(T, T, device).expand(B, 1, T, T)])
+        raw, cmask = conditions()
+        twice = (lambda t: None if t is None else torch.cat([t, t]))
+        logits = model(torch.cat([masked_in, shift_right(codes, self.mask_id)]), twice(raw), twice(cmask), stage,
+                       attn_mask=attn)
+        nar, ar = logits[:B], logits[B:]
+        ar_sel = in_prefix.unsqueeze(1).expand(B, K, T)
+
+        def mean_ce(lg: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(lg.float(), target) if target.numel() else lg.sum() * 0.0
+
+        masked_loss = mean_ce(nar[:, stage][mask], codes[:, stage][mask])
+        ar_loss = mean_ce(ar[ar_sel], codes[ar_sel])
+        correct = (nar[:, stage][mask].argmax(-1) == codes[:, stage][mask]).float()
+        return masked_loss + ar_loss, {
+            "stage": float(stage), "mask_rate": float(mask.float().mean()),
+            "train_masked_accuracy": float(correct.mean()) if correct.numel() else float("nan"),
+            "hybrid_prefix_frames": float(prefix.float().mean()), "train_ar_loss": float(ar_loss.detach()),
         }
 
     @torch.no_grad()

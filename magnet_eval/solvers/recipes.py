@@ -327,11 +327,12 @@ def train_lm(
     train_overrides: Optional[dict] = None,
     lm_overrides: Optional[dict] = None,
     restart_stale: bool = False,
+    hybrid: bool = False,
 ) -> Path:
     """Train a `kind` ("magnet" or "musicgen") LM on the codec's tokens of the manifest's clips; returns OUT/state_dict.bin.
 
     restart_stale: a checkpoint in OUT from other settings is moved aside (OUT.stale-<hash>) and training
-    starts over, instead of raising CheckpointError.
+    starts over, instead of raising CheckpointError. hybrid: Hybrid-MAGNeT's objective (MAGNeT only).
     """
     from ..models.checkpoints import save_lm
     from ..models.build import build_lm
@@ -349,12 +350,15 @@ def train_lm(
     tc = _train_config(dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.1, beta1=0.9, beta2=0.95,
                             warmup_steps=max(1, min(200, steps // 10)), ema_decay=ema, seed=seed), train_overrides)
     dropout = 0.3 if cond_dropout is None else cond_dropout  # audiocraft text2music: 0.3 for both
+    if hybrid and kind != "magnet":
+        raise MagnetEvalError("--hybrid trains Hybrid-MAGNeT: it applies to `train magnet` only")
     cm = _codec_module()
     codec_model = cm.load_codec(str(codec_path), device="cpu")
     cfg = preset_config(f"{kind}-{preset}", codec=codec_model, text_encoder=text_encoder)
     cfg = replace(cfg, segment_duration=float(segment_seconds), codec=str(codec_path), **(lm_overrides or {}))
     recipe = {"kind": kind, "preset": preset, "data": ids_hash, "codec": codec_hash, "segment_seconds": segment_seconds,
-              "cond_dropout": dropout, "lm": {k: v for k, v in cfg.to_dict().items() if k != "codec"},
+              "cond_dropout": dropout, **({"hybrid": True} if hybrid else {}),
+              "lm": {k: v for k, v in cfg.to_dict().items() if k != "codec"},
               "train": {k: v for k, v in asdict(tc).items() if k not in ("checkpoint_every", "log_every", "valid_every", "device")}}
     hit = _reuse(out, recipe, steps, LM_FILE)
     if hit is not None:
@@ -381,7 +385,7 @@ def train_lm(
         from .magnet import MagnetSolver
 
         solver = MagnetSolver(lm, train_set, valid_set, segment_frames, export, span_len=cfg.span_len,
-                              cond_dropout=dropout, extra_config=extra)
+                              cond_dropout=dropout, extra_config=extra, hybrid=hybrid)
     else:
         from .musicgen import MusicGenSolver
 
@@ -416,6 +420,12 @@ def _train_tiny_lm(kind: str, corpus_manifest: str, out_dir: str, codec: str, bu
                         budget.lm_segment_seconds, seed=seed, restart_stale=True))
 
 
+def train_tiny_codec(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0) -> Path:
+    """The tiny preset's codec (one recipe, so every preset that shares a work folder reuses the same codec)."""
+    return train_codec(corpus_manifest, out_dir, "tiny", budget.codec_steps, budget.codec_batch, budget.codec_lr,
+                       budget.codec_segment_seconds, seed=seed, restart_stale=True)
+
+
 def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0,
                      threads: Optional[int] = 1, parallel: Optional[bool] = None) -> dict[str, Path]:
     """Codec, then MAGNeT and MusicGen on its tokens, into OUT/{codec,magnet,musicgen}; finished parts are reused.
@@ -436,8 +446,7 @@ def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: T
     if threads:  # the codec trains alone: it gets the threads of both LM workers
         torch.set_num_threads(int(threads) * (2 if parallel else 1))
     try:
-        codec = train_codec(corpus_manifest, out / "codec", "tiny", budget.codec_steps, budget.codec_batch,
-                            budget.codec_lr, budget.codec_segment_seconds, seed=seed, restart_stale=True)
+        codec = train_tiny_codec(corpus_manifest, out / "codec", budget, seed)
         kinds = ("magnet", "musicgen")
         args = {k: (k, str(corpus_manifest), str(out / k), str(codec), budget, seed, threads) for k in kinds}
         if parallel:

@@ -29,7 +29,7 @@ from ..errors import AudioError, ManifestError
 from ..progress import track
 from ..stems import INSTRUMENTS, StemTrack, instrument_index, make_example
 from .base import Solver, StepOutput, StepRandom
-from .magnet import magnet_loss, masked_stage_inputs
+from .magnet import StageTally, magnet_loss, masked_stage_inputs
 from .masking import choose_stage, sample_masks
 
 
@@ -155,10 +155,8 @@ class StemGenSolver(Solver):
     def validate(self, model, device) -> dict[str, float]:
         vs, n, bs = self.valid_set, len(self.valid_set), 16
         mask_id = int(self._bare(model).mask_id)
-        out: dict[str, float] = {}
-        losses, accs, unis = [], [], []
+        tally = StageTally()
         for stage in range(vs.n_q):
-            s_loss, s_correct, s_uni, s_total = 0.0, 0, 0, 0
             for r_i, rate in enumerate(self.valid_rates):
                 g = torch.Generator().manual_seed(1000 * stage + r_i)
                 for start in range(0, n, bs):
@@ -169,20 +167,9 @@ class StemGenSolver(Solver):
                     mask, _ = sample_masks(B, T, 1, generator=g, device=device, t=t)
                     x = masked_stage_inputs(tgt, stage, mask, mask_id)
                     loss, correct = magnet_loss(model(ctx, x, ins, codebooks=[stage]), tgt[:, stage:stage + 1], 0, mask)
-                    m = int(mask.sum())
-                    s_loss += float(loss) * m
-                    s_correct += int(correct.sum())
-                    s_uni += int((tgt[:, stage][mask] == self._unigram[stage].to(device)).sum())
-                    s_total += m
-            out[f"valid_accuracy_stage{stage}"] = s_correct / s_total
-            out[f"valid_loss_stage{stage}"] = s_loss / s_total
-            losses.append(s_loss / s_total)
-            accs.append(s_correct / s_total)
-            unis.append(s_uni / s_total)
-        out["valid_loss"] = sum(losses) / len(losses)
-        out["valid_accuracy"] = sum(accs) / len(accs)
-        out["valid_unigram_accuracy"] = sum(unis) / len(unis)
-        return out
+                    hits = int((tgt[:, stage][mask] == self._unigram[stage].to(device)).sum())
+                    tally.add(stage, loss, correct, hits, int(mask.sum()))
+        return tally.metrics()
 
     def export(self, model, folder: Path) -> Path:
         from ..models.stemgen import save_stemgen

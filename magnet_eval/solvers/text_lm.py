@@ -46,10 +46,12 @@ class LMTrainModule(torch.nn.Module):
         return cond * mask.unsqueeze(-1).to(cond.dtype), mask
 
     def forward(self, codes: torch.Tensor, raw: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
-                stage: Optional[int] = None):
+                stage: Optional[int] = None, attn_mask: Optional[torch.Tensor] = None):
         cond = self.project(raw, mask)
         if self.predictions:
             return self.lm.compute_predictions(codes, cond)
+        if attn_mask is not None:  # e.g. Hybrid-MAGNeT's per-row causal / stage masks
+            return self.lm(codes, cond, stage, attn_mask=attn_mask)
         return self.lm(codes, cond, stage)
 
 
