@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError
+from .files import atomic_write
 
 ArrayLike = Union[np.ndarray, "torch.Tensor"]  # noqa: F821
 
@@ -135,10 +136,8 @@ def save_audio(path: Union[str, Path], wav: ArrayLike, sr: int) -> Path:
     check_finite(arr, f"audio to be written to {path}")
     arr = np.clip(arr, -1.0, 1.0)
     data = arr.T if arr.ndim == 2 else arr
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(str(tmp), data, int(sr), subtype="PCM_16", format="WAV")
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        sf.write(f, data, int(sr), subtype="PCM_16", format="WAV")
     return path
 
 

@@ -521,30 +521,6 @@ def exit_code(comparison: "pd.DataFrame") -> int:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _generate_folder(generator: Any, manifest: Any, out: Path, duration: float, seed: int, batch_size: int) -> Path:
-    """Generate every prompt of `manifest` into out/{id}.wav + manifest.jsonl (skips ids already there)."""
-    from .audio import save_audio
-    from .manifest import Manifest, ManifestEntry
-    from .progress import track
-
-    out.mkdir(parents=True, exist_ok=True)
-    entries = list(manifest)
-    # batches and their seeds come from the whole prompt list, so a resumed run makes the same audio
-    batches = [(seed + i // batch_size, entries[i:i + batch_size]) for i in range(0, len(entries), batch_size)]
-    todo = [(s, b) for s, b in batches if not all((out / f"{e.id}.wav").is_file() for e in b)]
-    for batch_seed, batch in track(todo, f"generating {out.name}"):
-        result = generator.generate([e.caption for e in batch], duration=duration, seed=batch_seed,
-                                    batch_size=len(batch))
-        wav, sr = result[1], result[2]
-        wav = np.asarray(wav.detach().cpu().numpy() if hasattr(wav, "detach") else wav)
-        for e, w in zip(batch, wav):
-            save_audio(out / f"{e.id}.wav", np.reshape(w, (-1,)), int(sr))
-    entries = [ManifestEntry(id=e.id, caption=e.caption, audio_path=str((out / f"{e.id}.wav").resolve()),
-                             duration=duration) for e in manifest]
-    Manifest(entries).write(out / "manifest.jsonl")
-    return out
-
-
 def evaluate_checkpoint(
     spec: str,
     prompts: str | Path,
@@ -561,29 +537,17 @@ def evaluate_checkpoint(
     n_bootstrap: int = 200,
     loader: Callable[..., Any] | None = None,
 ) -> Path:
-    """Generate the prompts with one checkpoint (fixed seeds) and evaluate them; returns the results parquet.
+    """Generate the prompts with one checkpoint and evaluate them; returns the results parquet.
 
-    Both checkpoints of a comparison go through this with the same prompts, seeds, duration and
-    batch size, so their results pair prompt by prompt.
+    Both checkpoints of a comparison go through the pipeline with the same prompts, seed and
+    duration, so their results pair prompt by prompt, and each clip's audio is what `magnet-eval
+    generate` makes for that checkpoint, prompt and seed (one seeding rule: per clip id and seed).
+    loader(spec, device=...) builds a generator instead of the system registry (tests).
     """
-    from .evaluation import evaluate, save_results
-    from .manifest import prompts_manifest, read_any
+    from .pipeline import generate_and_evaluate
 
-    if loader is None:
-        try:
-            from .models.generator import load_generator as loader
-        except ImportError as exc:
-            raise MagnetEvalError(f"comparing checkpoints needs the models (magnet_eval.models.generator): {exc}") from exc
-    p = Path(str(prompts))
-    manifest = read_any(p) if p.exists() else prompts_manifest([str(prompts)])
     label = name or Path(spec).stem or str(spec)
-    folder = Path(out_dir) / _safe(label)
-    generator = loader(spec, device=device)
-    _generate_folder(generator, manifest, folder, duration, seed, batch_size)
-    results, per = evaluate(folder, reference, list(metrics), embedder, label, n_bootstrap=n_bootstrap, seed=seed,
-                            on_missing_weights="row", on_error="row")
-    return save_results(results, per, Path(out_dir) / f"{_safe(label)}.results.parquet")["results"]
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "model"
+    generator = loader(spec, device=device) if loader is not None else None
+    return generate_and_evaluate(spec, str(prompts), reference, out_dir, name=label, metrics=list(metrics),
+                                 embedder=embedder, duration=duration, seed=seed, batch_size=batch_size,
+                                 device=device, n_bootstrap=n_bootstrap, generator=generator)

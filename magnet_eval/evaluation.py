@@ -40,6 +40,7 @@ from .errors import ManifestError, MagnetEvalError, MissingWeightsError, model_l
 from .manifest import Manifest, read_any
 from .metrics import ROWS, canonical
 from .metrics._common import MetricResult
+from .pairing import pair_ids
 from .progress import info, warn
 from .provenance import note_model, stamp
 from .reference_stats import ReferenceStats, check_compatible, stats_from_embeddings
@@ -107,26 +108,6 @@ def _resolve_reference(reference) -> Manifest | ReferenceStats | None:
     if p.suffix == ".npz":
         return ReferenceStats.load(p)
     return read_any(p)
-
-
-def pair_ids(generated: Manifest, reference: Manifest, *, strict: bool = False, what: str = "paired metrics") -> list[str]:
-    """Generated ids that have reference audio, in generated order; a clear error for the others."""
-    ref_ok = {e.id for e in reference.with_audio()}
-    gen_ids = generated.ids()
-    missing_ref = [i for i in gen_ids if i not in ref_ok]
-    gen_set = set(gen_ids)
-    missing_gen = [i for i in reference.ids() if i not in gen_set and i in ref_ok]
-    if missing_ref or (strict and missing_gen):
-        def show(ids):
-            return ", ".join(ids[:20]) + (f" ... ({len(ids)} in all)" if len(ids) > 20 else "") if ids else "none"
-        raise ManifestError(
-            f"{what} pair generated and reference clips by prompt id, and the ids do not match:\n"
-            f"  generated ids without reference audio: {show(missing_ref)}\n"
-            f"  reference ids without a generated clip: {show(missing_gen)}"
-        )
-    if missing_gen:
-        warn(f"{len(missing_gen)} reference clips have no generated counterpart and are not used by {what}")
-    return gen_ids
 
 
 # ----------------------------------------------------------------------------- the run
@@ -291,43 +272,50 @@ def _clap(run: _Run, clap) -> list[MetricResult]:
     return out
 
 
-def _plugin(run: _Run, name: str) -> list[MetricResult]:
-    """MIRDD / chroma: the metric class's `evaluate_manifests(generated, reference, **options)`.
+def mirdd_results(generated: Manifest, reference: Manifest, *, cache: EmbeddingCache | None = None,
+                  normalize: bool = True, headroom_db: float = 14.0, n_bootstrap: int = 200, ci: float = 0.95,
+                  seed: int = 0, context: str | None = "auto", workers: int = 2) -> list[MetricResult]:
+    """MIRDD of a generated set against a reference set: descriptors extracted (and cached) once, then the metric.
 
-    It returns MetricResult(s) (or dicts with the same fields); the options it accepts among
-    normalize, headroom_db, cache, n_bootstrap, ci, seed, strict_pairing are passed.
+    context: see `mir.extract.describe_manifests` ("auto": stem + context mix for stem generation).
     """
     from .metrics import get_metric_class
+    from .mir.extract import describe_manifests, weights_id
 
-    cls = get_metric_class(name)
-    runner = getattr(cls, "evaluate_manifests", None) or getattr(cls, "from_manifests", None)
-    if runner is None:
-        raise MagnetEvalError(f"metric {name!r}: {cls.__name__} offers no evaluate_manifests(generated, reference)")
-    import inspect
+    gen, ref, key = describe_manifests(generated, reference, context=context, cache=cache, normalize=normalize,
+                                       headroom_db=headroom_db, workers=workers)
+    metric = get_metric_class("mirdd")(ref, n_bootstrap=n_bootstrap, ci=ci, seed=seed)
+    metric.update(gen)
+    results = metric.compute()
+    results[0].details.update({"extractor": weights_id(), "stem_plus_context": key is not None, "context_stem": key})
+    return results
 
+
+def chroma_results(generated: Manifest, reference: Manifest, *, cache: EmbeddingCache | None = None,
+                   normalize: bool = True, headroom_db: float = 14.0, n_bootstrap: int = 200, ci: float = 0.95,
+                   seed: int = 0, strict_pairing: bool = False) -> list[MetricResult]:
+    """Chroma cosine of each generated clip against the reference clip of the same prompt id."""
+    from .metrics import get_metric_class
+    from .mir.chroma import ChromaExtractor, paired_chroma
+
+    ids = pair_ids(generated, reference, strict=strict_pairing, what="chroma cosine similarity")
+    extractor = ChromaExtractor()
+    gen, ref, frames = paired_chroma(generated, reference, ids, extractor=extractor, cache=cache,
+                                     normalize=normalize, headroom_db=headroom_db)
+    metric = get_metric_class("chroma_cosine")(n_bootstrap=n_bootstrap, ci=ci, seed=seed,
+                                               extractor_settings=extractor.settings())
+    metric.update(ids, gen, ref, frames)
+    return [metric.compute()]
+
+
+def _mir_metric(run: _Run, name: str) -> list[MetricResult]:
+    """MIRDD / chroma cosine (both need reference audio, not statistics)."""
     ref = run.reference_manifest(name)
-    options = dict(normalize=run.normalize, headroom_db=run.headroom_db, cache=run.cache, n_bootstrap=run.n_bootstrap,
-                   ci=run.ci, seed=run.seed, strict_pairing=run.strict_pairing)
-    try:
-        params = inspect.signature(runner).parameters
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            options = {k: v for k, v in options.items() if k in params}
-    except (TypeError, ValueError):
-        pass
-    got = runner(run.generated, ref, **options)
-    results = got if isinstance(got, (list, tuple)) else [got]
-    return [_as_result(r, name) for r in results]
-
-
-def _as_result(r: Any, name: str) -> MetricResult:
-    if isinstance(r, MetricResult):
-        return r
-    d = dict(r) if isinstance(r, dict) else dict(vars(r))
-    known = {k: d.pop(k) for k in list(d) if k in MetricResult.__dataclass_fields__}
-    known.setdefault("metric", name)
-    known.setdefault("value", math.nan)
-    known.setdefault("details", {}).update(d)
-    return MetricResult(**known)
+    opts = dict(cache=run.cache, normalize=run.normalize, headroom_db=run.headroom_db, n_bootstrap=run.n_bootstrap,
+                ci=run.ci, seed=run.seed)
+    if name == "mirdd":
+        return mirdd_results(run.generated, ref, **opts)
+    return chroma_results(run.generated, ref, strict_pairing=run.strict_pairing, **opts)
 
 
 def _failed_rows(rows: list[str], status: str, message: str, label: str) -> list[tuple[MetricResult, str]]:
@@ -441,7 +429,7 @@ def evaluate(
             label = clap_model if isinstance(clap_model, str) else _model_name(clap_model, "clap")
             guarded(ROWS["clap"], label, lambda: _clap(run, load_embedder(clap_model)))
         elif m in ("mirdd", "chroma_cosine"):
-            guarded(ROWS[m], "essentia", lambda m=m: _plugin(run, m))
+            guarded(ROWS[m], "essentia", lambda m=m: _mir_metric(run, m))
 
     # provenance (reference identity, model, protocol) and self-comparison labels: see provenance.py
     stamp(run.results, gen, ref, normalize=normalize, headroom_db=headroom_db)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from .errors import ManifestError
+from .files import atomic_write
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif")
 
@@ -183,13 +184,10 @@ class Manifest:
     def write(self, path: str | Path) -> Path:
         """Write JSONL atomically, paths relative to the manifest's folder."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         base = path.parent.resolve()
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for e in self.entries:
-                f.write(json.dumps(e.to_json(base), ensure_ascii=False) + "\n")
-        tmp.replace(path)
+        lines = [json.dumps(e.to_json(base), ensure_ascii=False) + "\n" for e in self.entries]
+        with atomic_write(path) as f:
+            f.write("".join(lines).encode("utf-8"))
         return path
 
     @classmethod

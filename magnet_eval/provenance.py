@@ -22,6 +22,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .files import file_sha1
+
 PROVENANCE_KEY = "provenance"
 SELF_COMPARISON = "self-comparison (generated = reference)"
 # metrics computed without the reference (their rows carry no reference identity)
@@ -38,8 +40,6 @@ def _sha1(parts: Iterable[str]) -> str:
 
 def file_hashes(manifest: Any) -> dict[str, str]:
     """{id: sha1 of the audio file} for the entries of a manifest that have audio."""
-    from .embedding_cache import file_sha1
-
     return {e.id: file_sha1(e.audio_path) for e in manifest.with_audio()}
 
 

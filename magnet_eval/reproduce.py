@@ -130,14 +130,11 @@ def evaluate_system(system: str, generated: Path, distribution_ref: Path, paired
     paired by prompt id with the held-out real clips. CLAP and VGGish-FAD are always asked for:
     without their weights they come back as rows marked "weights not available".
     """
-    import pandas as pd
-
-    from .evaluation import evaluate, save_results
+    from .pipeline import evaluate_to_files
 
     target = results_dir / f"{system.replace(' ', '_')}.parquet"
     if target.is_file():
         return target
-    frames, samples = [], []
     jobs = [
         dict(reference=distribution_ref, metrics=["fad", "kad", "mirdd"], embedder="musicnn"),
         dict(reference=paired_ref, metrics=["kl"], embedder="musicnn"),
@@ -151,15 +148,8 @@ def evaluate_system(system: str, generated: Path, distribution_ref: Path, paired
             dict(reference=paired_ref, metrics=["clap"], embedder="musicnn"),
             dict(reference=distribution_ref, metrics=["fad", "kad"], embedder="musicnn"),
         ]
-    for job in jobs:
-        res, per = evaluate(generated, job["reference"], job["metrics"], job["embedder"], system,
-                            n_bootstrap=n_bootstrap, seed=seed, on_missing_weights="row", on_error="row",
-                            kl_classifier=job.get("kl_classifier"))
-        frames.append(res)
-        samples.append(per)
-    results = pd.concat(frames, ignore_index=True)
-    per_sample = pd.concat(samples, ignore_index=True)
-    save_results(results, per_sample, target)
+    evaluate_to_files(generated, system, jobs, target, n_bootstrap=n_bootstrap, seed=seed, on_missing_weights="row",
+                      on_error="row")
     return target
 
 
@@ -237,7 +227,7 @@ def tiny_corpus(work: Path, preset: TinyPreset = TinyPreset()) -> Manifest:
 def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: str = "") -> Path:
     """The offline default; returns the report's index.html."""
     from .bench.latency import run_latency_benchmark
-    from .cli.generate import run_generation
+    from .pipeline import generate as run_generation
     from .report import build_report
     from .report.tables import collect_results
     from .solvers.recipes import TINY, train_tiny_suite
@@ -373,7 +363,7 @@ def run_paper(preset: str, out: Path, work: Path, captions: Optional[Path], audi
             f"reproduce --preset {preset} needs files that are not on this machine ({len(missing)}):\n  - "
             + "\n  - ".join(missing)
             + "\nNothing was run. Put them in place (no download is attempted) and run the same command again.")
-    from .cli.generate import run_generation
+    from .pipeline import generate as run_generation
     from .manifest import read_audiocaps, read_musiccaps
     from .report import build_report
 

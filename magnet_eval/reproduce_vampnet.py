@@ -34,6 +34,7 @@ from .solvers.vampnet import VampNetBudget
 
 PRESET_NAME = "vampnet-tiny"
 SUBDIR = "vampnet"
+PAIRED_NAME = "vampnet.pt"
 
 
 @dataclass
@@ -44,11 +45,11 @@ class VampNetTinyPreset:
     train: VampNetBudget = field(default_factory=lambda: VampNetBudget(steps=200, batch_size=8, lr=2e-3))
     segment_seconds: float = 3.0  # crops of both parts (c2f: the reference's 3 s chunks; coarse shortened for CPU)
     periods: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    steps_sweep: tuple[int, ...] = (1, 2, 4, 8, 12)  # coarse steps; the c2f model gets twice as many (12 + 24 default)
+    steps_sweep: tuple[int, ...] = (1, 4, 12)  # coarse steps; the c2f model gets twice as many (12 + 24 default)
     steps_period: int = 16
     n_clips: Optional[int] = None  # held-out clips used (None: every test clip)
-    clip_seconds: Optional[float] = 5.0  # each clip's first seconds (None: whole clips)
-    batch: int = 8
+    clip_seconds: Optional[float] = 3.0  # each clip's first seconds (None: whole clips); one c2f window
+    batch: int = 24  # clips per vamp batch (all held-out clips at once)
     n_bootstrap: int = 100
     audio_examples: int = 4
     seed: int = 0
@@ -192,6 +193,53 @@ def make_point(point: SweepPoint, held: HeldOut, vn: Any, codec: Any, folder: Pa
     return facts
 
 
+def _cached(folder: Path) -> bool:
+    return (folder / "manifest.jsonl").is_file() and (folder / "point.json").is_file()
+
+
+def _vamp_worker(paired: str, codec_path: str, prompts: str, points: list[SweepPoint], folders: list[str],
+                 preset: VampNetTinyPreset, threads: int) -> int:
+    """Make some prompted points in a worker process (the model and the held-out tokens loaded afresh)."""
+    import torch
+
+    from .models.codec import load_codec
+    from .models.vampnet_weights import load_vampnet
+
+    torch.set_num_threads(threads)
+    vn, _ = load_vampnet(paired)
+    codec = load_codec(codec_path).eval()
+    held = HeldOut(Manifest.read(prompts), codec, preset.clip_seconds, preset.n_clips)
+    for p, f in zip(points, folders):
+        make_point(p, held, vn.eval(), codec, Path(f), preset)
+    return len(points)
+
+
+def vamp_points(points: list[SweepPoint], folders: list[Path], paired: Path, codec_path: Path, prompts_path: Path,
+                preset: VampNetTinyPreset, workers: Optional[int] = None) -> None:
+    """The points that need the model, shared between two worker processes by their step counts (one thread each:
+    on shared CPU cores two single-threaded processes decode faster than one with two threads)."""
+    import os
+
+    workers = workers or (2 if (os.cpu_count() or 1) >= 2 else 1)
+    loads: list[list[int]] = [[] for _ in range(workers)]
+    cost = [0] * workers
+    for i in sorted(range(len(points)), key=lambda i: -(points[i].coarse_steps + points[i].c2f_steps)):
+        w = cost.index(min(cost))
+        loads[w].append(i)
+        cost[w] += points[i].coarse_steps + points[i].c2f_steps
+    jobs = [(str(paired), str(codec_path), str(prompts_path), [points[i] for i in idx], [str(folders[i]) for i in idx], preset, 1)
+            for idx in loads if idx]
+    if len(jobs) == 1:
+        _vamp_worker(*jobs[0][:-1], threads=2)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as pool:
+        for f in [pool.submit(_vamp_worker, *j) for j in jobs]:
+            f.result()
+
+
 def measure_point(name: str, folder: Path, held: HeldOut, reference: Path, preset: VampNetTinyPreset
                   ) -> tuple[dict, Path]:
     """(mel distance facts, FAD results parquet) of one system against the original clips (both cached)."""
@@ -272,7 +320,7 @@ def run_vampnet_tiny(out: Path, work: Path, preset: VampNetTinyPreset = VampNetT
     import torch
 
     from .models.codec import load_codec
-    from .models.vampnet_weights import pair_vampnet
+    from .models.vampnet_weights import pair_vampnet, save_vampnet
     from .report import build_report
     from .report.sweeps import plot_prompt_sweep, plot_steps_sweep, sweep_section
     from .solvers.recipes import TINY, train_tiny_codec
@@ -291,10 +339,14 @@ def run_vampnet_tiny(out: Path, work: Path, preset: VampNetTinyPreset = VampNetT
             manifest, work / "models" / "codec", preset.tiny.train or TINY, preset.tiny.seed))
         parts = run.stage("train: VampNet coarse and c2f (tiny)", lambda: train_parts(
             manifest, Path(codec_path), own / "models", preset))
-        vn, _ = pair_vampnet(parts["coarse"], parts["c2f"], name=PRESET_NAME)
+        vn, codec_spec = pair_vampnet(parts["coarse"], parts["c2f"], name=PRESET_NAME)
         vn.eval()
+        paired = own / "models" / PAIRED_NAME  # one file for `vamp --model` and `bench latency --models`
+        if not paired.is_file() or paired.stat().st_mtime < max(p.stat().st_mtime for p in parts.values()):
+            save_vampnet(vn, paired, codec_spec)
         codec = load_codec(str(codec_path)).eval()
-        prompts = Manifest.read(_split_manifest(corpus, "test", own / "prompts_test.jsonl"))
+        prompts_path = _split_manifest(corpus, "test", own / "prompts_test.jsonl")
+        prompts = Manifest.read(prompts_path)
         held = HeldOut(prompts, codec, preset.clip_seconds, preset.n_clips)
         key = _key([file_sha256(p) for p in parts.values()], [e.id for e in held.entries], preset.clip_seconds,
                    preset.seed, preset.batch)
@@ -306,9 +358,14 @@ def run_vampnet_tiny(out: Path, work: Path, preset: VampNetTinyPreset = VampNetT
         points = sweep_points(preset, vn.n_codebooks)
         folders = {p.name: sweep_dir / p.name.replace(" ", "_").replace("=", "").replace(",", "").replace("+", "p")
                    .replace("(", "").replace(")", "") for p in points}
-        facts = {}
-        for p in points:
-            facts[p.name] = run.stage(f"vamp: {p.name}", lambda p=p: make_point(p, held, vn, codec, folders[p.name], preset))
+        todo = [p for p in points if not _cached(folders[p.name])]
+        with_model = [p for p in todo if p.kind == "periodic" and p.period > 1]
+        run.stage("codec-only points (P=1, compression, noise)", lambda: [
+            make_point(p, held, vn, codec, folders[p.name], preset) for p in todo if p not in with_model])
+        if with_model:
+            run.stage(f"vamp: {len(with_model)} prompted points", lambda: vamp_points(
+                with_model, [folders[p.name] for p in with_model], paired, Path(codec_path), prompts_path, preset))
+        facts = {p.name: json.loads((folders[p.name] / "point.json").read_text()) for p in points}
         rows, result_files = [], []
         for p in points:
             mel, fad_file = run.stage(f"measure: {p.name}", lambda p=p: measure_point(

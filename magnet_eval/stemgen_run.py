@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -69,13 +69,26 @@ def _done(log: Path) -> dict[str, dict]:
     return out
 
 
+def generate_stem(lm: Any, codec: Any, wav: np.ndarray, instrument: str, dec: Any, seed: int,
+                  device: str) -> tuple[np.ndarray, Any]:
+    """One stem (audio as long as `wav`, and its codes) for a context clip at the codec's rate.
+
+    Shared by `run_stem` and the registry's StemGen system (systems/stemgen.py).
+    """
+    import torch
+
+    with torch.no_grad():
+        ctx_codes = codec.encode(torch.from_numpy(wav)[None, None].to(device))
+        codes = lm.generate(ctx_codes, lm.instrument_ids([instrument]).to(device), dec, seeds=[seed])
+        stem = codec.decode(codes)[0, 0].float().cpu().numpy()
+    return fit_length(stem, wav.shape[-1]), codes
+
+
 def run_stem(model: str, context: str | Path, out: str | Path, *, instrument: Optional[str] = None,
              duration: Optional[float] = None, seed: int = 0, device: str = "cpu",
              decoding_steps: Optional[list[int]] = None, cfg_weights: Optional[tuple[float, float]] = (3.0, 3.0),
              causal_bias: float = 0.1, temperature: float = 1.0, codec: Optional[str] = None) -> list[dict]:
     """Answer every context with one stem; returns the log records (also appended to OUT/log.jsonl)."""
-    import torch
-
     from .models.generator import derive_seed
     from .models.stemgen import StemGenDecoding, build_stemgen
 
@@ -114,11 +127,7 @@ def run_stem(model: str, context: str | Path, out: str | Path, *, instrument: Op
         if duration is not None:
             wav = fit_length(wav, int(round(duration * sr)))
         s = derive_seed(seed, r.id)
-        with torch.no_grad():
-            ctx_codes = cod.encode(torch.from_numpy(wav)[None, None].to(device))
-            codes = lm.generate(ctx_codes, lm.instrument_ids([r.instrument]).to(device), dec, seeds=[s])
-            stem = cod.decode(codes)[0, 0].float().cpu().numpy()
-        stem = fit_length(stem, wav.shape[-1])
+        stem, codes = generate_stem(lm, cod, wav, r.instrument, dec, s, device)
         mix = wav + stem
         name = f"{r.id}_{r.instrument.replace(' ', '_')}"
         save_audio(out / f"{name}.wav", stem, sr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from .errors import AudioError, InvalidOptionError, ManifestError, OutputPathError
 
@@ -49,9 +49,7 @@ def finite_float(name: str, value: Any) -> float:
 
 def positive_float(name: str, value: Any, maximum: Optional[float] = None, why_max: str = "") -> float:
     """A finite float > 0 (and <= maximum when given; `why_max` says where the bound comes from)."""
-    f = _number(name, value)
-    if f <= 0:
-        raise InvalidOptionError(f"{name} must be > 0, got {value!r}")
+    f = _at_least(name, value, _number, 0, strict=True)
     if maximum is not None and f > maximum:
         raise InvalidOptionError(f"{name} must be <= {maximum:g}{' (' + why_max + ')' if why_max else ''}, got {value!r}")
     return f
@@ -59,10 +57,7 @@ def positive_float(name: str, value: Any, maximum: Optional[float] = None, why_m
 
 def non_negative_float(name: str, value: Any) -> float:
     """A finite float >= 0."""
-    f = _number(name, value)
-    if f < 0:
-        raise InvalidOptionError(f"{name} must be >= 0, got {value!r}")
-    return f
+    return _at_least(name, value, _number, 0)
 
 
 def probability(name: str, value: Any, *, low_open: bool = True, high_open: bool = False) -> float:
@@ -91,18 +86,20 @@ def _integer(name: str, value: Any) -> int:
 
 def non_negative_int(name: str, value: Any) -> int:
     """An integer >= 0 (e.g. --bootstrap, --top-k)."""
-    i = _integer(name, value)
-    if i < 0:
-        raise InvalidOptionError(f"{name} must be >= 0, got {value!r}")
-    return i
+    return _at_least(name, value, _integer, 0)
 
 
 def positive_int(name: str, value: Any) -> int:
     """An integer >= 1 (e.g. --batch-size, --n)."""
-    i = _integer(name, value)
-    if i < 1:
-        raise InvalidOptionError(f"{name} must be >= 1, got {value!r}")
-    return i
+    return _at_least(name, value, _integer, 1)
+
+
+def _at_least(name: str, value: Any, parse: Callable[[str, Any], Any], low: int, strict: bool = False) -> Any:
+    """`value` parsed by `parse` and checked against a lower bound (> low when `strict`), one message for all."""
+    x = parse(name, value)
+    if x < low or (strict and x == low):
+        raise InvalidOptionError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
+    return x
 
 
 def non_empty_text(name: str, value: Any) -> str:

@@ -18,3 +18,17 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} (the shared reference folder beside the checkout) is absent")
     return SHARED
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test: tiny models on the shared 2-core machine stall when oversubscribed.
+
+    Opt in per module with `pytestmark = pytest.mark.usefixtures("one_thread")`.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

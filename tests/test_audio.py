@@ -6,14 +6,11 @@ from magnet_eval.audio import (check_finite, fit_length, load_audio, loudness_db
                                save_audio, to_mono)
 from magnet_eval.errors import AudioError
 
-
-def tone(sr, seconds=1.0, freq=440.0, amp=0.3):
-    t = np.arange(int(sr * seconds)) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+from helpers import sine
 
 
 def test_round_trip_and_resample_on_read(tmp_path):
-    x = tone(44100, 1.0)
+    x = sine(44100, 1.0)
     path = save_audio(tmp_path / "a.wav", np.stack([x, 0.5 * x]), 44100)
     stereo, sr = load_audio(path, mono=False)
     assert sr == 44100 and stereo.shape == (2, 44100)
@@ -26,7 +23,7 @@ def test_round_trip_and_resample_on_read(tmp_path):
 
 
 def test_wrong_rate_is_resampled_not_misread(tmp_path):
-    sf.write(tmp_path / "b.wav", tone(8000, 2.0), 8000)
+    sf.write(tmp_path / "b.wav", sine(8000, 2.0), 8000)
     wav, sr = load_audio(tmp_path / "b.wav", sr=32000)
     assert sr == 32000 and len(wav) == 64000
 
@@ -48,7 +45,7 @@ def test_missing_and_zero_length_and_nan(tmp_path):
     sf.write(tmp_path / "zero.wav", np.zeros(0, dtype=np.float32), 16000)
     with pytest.raises(AudioError, match="empty"):
         load_audio(tmp_path / "zero.wav")
-    x = tone(16000)
+    x = sine(16000, 1.0)
     x[100] = np.nan
     sf.write(tmp_path / "nan.wav", x, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match="NaN"):
@@ -61,7 +58,7 @@ def test_missing_and_zero_length_and_nan(tmp_path):
 def test_loudness_normalize_reaches_headroom():
     sr = 32000
     for amp in (0.05, 0.5):
-        y = loudness_normalize(tone(sr, 3.0, amp=amp), sr, headroom_db=14.0)
+        y = loudness_normalize(sine(sr, 3.0, amp=amp), sr, headroom_db=14.0)
         assert abs(loudness_db(y, sr) - (-14.0)) < 0.05
     silent = np.zeros(sr, dtype=np.float32) + 1e-5
     assert np.array_equal(loudness_normalize(silent, sr), silent)
@@ -78,7 +75,7 @@ def test_helpers():
 
 def test_truncated_wav_is_detected_not_read_short(tmp_path):
     """libsndfile clamps the frame count of a cut-off wav; the header's promise is compared with the file."""
-    path = save_audio(tmp_path / "full.wav", tone(16000, 1.0), 16000)
+    path = save_audio(tmp_path / "full.wav", sine(16000, 1.0), 16000)
     data = path.read_bytes()
     cut = tmp_path / "cut.wav"
     cut.write_bytes(data[: len(data) // 2])

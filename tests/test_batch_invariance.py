@@ -16,10 +16,11 @@ from magnet_eval.cli.generate import _check_resume, batch_invariant
 from magnet_eval.errors import MagnetEvalError
 from magnet_eval.manifest import Manifest, ManifestEntry
 from magnet_eval.models.generator import derive_seed, load_generator
-from magnet_eval.models.lm import LMConfig
 from magnet_eval.models.magnet import MagnetDecoding, MagnetLM, least_probable_spans_mask
 from magnet_eval.models.musicgen import MusicGenDecoding, MusicGenLM
 from magnet_eval.models.sampling import ClipRandom, hash_uniform, inverse_cdf, make_generators
+
+from helpers import seeded_lm, tiny_lm_config
 
 CARD = 32
 # mixed lengths, so the padding of a prompt changes with its batch-mates
@@ -27,24 +28,12 @@ PROMPTS = ["a", "lofi piano with soft rain and a slow drum loop", "rock", "b c",
            "x", "ambient pad with long reverb tails", "d e f"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded, and the test machine's cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_lm(kind: str) -> MagnetLM | MusicGenLM:
-    torch.manual_seed(0)
-    if kind == "magnet":
-        cfg = LMConfig(kind="magnet", dim=32, num_heads=4, num_layers=2, n_q=4, card=CARD, causal=False,
-                       pattern="parallel", subcodes_context=5, span_len=3, text_encoder="random", text_dim=24)
-        return MagnetLM(cfg).eval()
-    cfg = LMConfig(kind="musicgen", dim=32, num_heads=4, num_layers=2, n_q=4, card=CARD, causal=True,
-                   pattern="delay", delays=[0, 1, 2, 3], subcodes_context=None, text_encoder="random", text_dim=24)
-    return MusicGenLM(cfg).eval()
+    extra = dict(span_len=3) if kind == "magnet" else dict(delays=[0, 1, 2, 3])
+    return seeded_lm(tiny_lm_config(kind, card=CARD, **extra), 0).eval()
 
 
 def generate_in_batches(lm, prompts, seeds, batch_size, frames, dec):

@@ -21,13 +21,7 @@ needs_fixtures = pytest.mark.skipif(not (FIXTURES / "reference_logits_shared.pt"
                                     reason=f"audiocraft fixtures not found at {FIXTURES}")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded, and the test machine's cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ---- fabricated audiocraft packages (key names written out here, independently of our model) ----

@@ -10,6 +10,8 @@ from magnet_eval.audio import save_audio
 from magnet_eval.embedding_cache import EmbeddingCache
 from magnet_eval.metrics.clap_score import CLAPScore, audio_embedding, crop_windows
 
+from helpers import sine
+
 WORDS = ["low", "middle", "high"]
 FREQS = [110.0, 880.0, 7040.0]
 
@@ -53,11 +55,6 @@ class ToyCLAP:
         return (e / e.sum() + 0.01)[None]
 
 
-def _tone(freq, seconds, sr=48000):
-    t = np.arange(int(seconds * sr)) / sr
-    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
 def test_crop_is_deterministic_consecutive_windows():
     sr = 1000
     assert [len(w) for w in crop_windows(np.zeros(25000), sr)] == [10000, 10000]
@@ -87,7 +84,7 @@ def _generated(tmp_path, order):
     folder = tmp_path / "gen"
     entries = []
     for i in order:
-        path = save_audio(folder / f"{'zyx'[i]}_{i}.wav", _tone(FREQS[i], 3.0), 48000)
+        path = save_audio(folder / f"{'zyx'[i]}_{i}.wav", sine(48000, 3.0, FREQS[i]), 48000)
         entries.append(ManifestEntry(id=f"p{i}", caption=f"a {WORDS[i]} tone", audio_path=str(path)))
     return Manifest(entries)
 

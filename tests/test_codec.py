@@ -23,13 +23,7 @@ from magnet_eval.models.codec import (CODEC_FILE, CodecConfig, build_codec, code
 SMALL = dict(n_filters=4, dimension=16, ratios=[8, 5, 4, 4], n_q=4, bins=64, lstm=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensor ops on a shared 2-core machine: one intra-op thread is ~10x faster than two under load."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture

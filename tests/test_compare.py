@@ -252,6 +252,7 @@ def test_compare_checkpoints_generates_and_evaluates(tmp_path, monkeypatch):
     from magnet_eval import compare as cmp
     from magnet_eval.audio import save_audio
     from magnet_eval.manifest import Manifest, ManifestEntry
+    from magnet_eval.models.generator import derive_seed
 
     sr = 16000
 
@@ -260,12 +261,11 @@ def test_compare_checkpoints_generates_and_evaluates(tmp_path, monkeypatch):
             self.freq = freq
             self.seeds = []
 
-        def generate(self, prompts, duration, seed, batch_size):
-            self.seeds.append(seed)
+        def generate(self, prompts, duration, seeds, batch_size):
+            self.seeds += list(seeds)
             t = np.arange(int(duration * sr)) / sr
-            rng = np.random.default_rng(seed)
-            wav = np.stack([0.3 * np.sin(2 * np.pi * self.freq * (1 + 0.1 * i) * t) + 0.01 * rng.standard_normal(t.size)
-                            for i in range(len(prompts))])
+            wav = np.stack([0.3 * np.sin(2 * np.pi * self.freq * (1 + 0.1 * (int(p.split()[-1]) % 4)) * t)
+                            + 0.01 * np.random.default_rng(s).standard_normal(t.size) for p, s in zip(prompts, seeds)])
             return None, wav.astype(np.float32), sr
 
     class BandEmbedder:
@@ -293,7 +293,8 @@ def test_compare_checkpoints_generates_and_evaluates(tmp_path, monkeypatch):
                                               tmp_path / "work", metrics=["fad"], embedder=BandEmbedder(),
                                               duration=1.0, seed=3, batch_size=4, n_bootstrap=20,
                                               loader=lambda s, device: gens[s])
-    assert gens["old.th"].seeds == gens["new.th"].seeds == [3, 4]  # same seeds for both
+    # one seed per clip, derived from the run seed and the clip id (as `generate`), the same for both
+    assert gens["old.th"].seeds == gens["new.th"].seeds == [derive_seed(3, f"r{i}") for i in range(8)]
     assert sorted(p.name for p in (tmp_path / "work" / "old").glob("*.wav")) == [f"r{i}.wav" for i in range(8)]
     frame = compare_results(paths["old.th"], paths["new.th"], ["fad:+1"]).set_index("metric")
     assert frame.loc["fad", "new"] > frame.loc["fad", "baseline"] + 1  # the off-key tones are much further away

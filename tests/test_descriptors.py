@@ -302,7 +302,7 @@ def test_describe_files_caches_and_recomputes_changed_files(tmp_path):
 
 
 def test_stem_plus_context_sum_and_clip_protection():
-    from magnet_eval.metrics.mirdd import stem_plus_context
+    from magnet_eval.mir.extract import stem_plus_context
 
     stem = np.full(100, 0.25, np.float32)
     np.testing.assert_allclose(stem_plus_context(stem, np.full(60, 0.5, np.float32)),

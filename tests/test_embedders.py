@@ -18,10 +18,7 @@ torch = pytest.importorskip("torch")
 from magnet_eval.embedders import EMBEDDERS, get_embedder, list_embedders  # noqa: E402
 from magnet_eval.errors import AudioError, CheckpointError, MagnetEvalError, MissingWeightsError  # noqa: E402
 
-
-def tone(sr: int, seconds: float, freq: float = 440.0, amp: float = 0.3) -> np.ndarray:
-    t = np.arange(int(round(sr * seconds))) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+from helpers import sine  # noqa: E402
 
 
 def noise(sr: int, seconds: float, seed: int = 0) -> np.ndarray:
@@ -80,7 +77,7 @@ def test_importing_registry_is_light():
 
 def test_embed_before_load_is_an_error():
     with pytest.raises(MagnetEvalError, match="load"):
-        get_embedder("vggish").embed(tone(16000, 1.0), 16000)
+        get_embedder("vggish").embed(sine(16000, 1.0), 16000)
 
 
 # ----------------------------------------------------------------------------- VGGish
@@ -103,14 +100,14 @@ def test_vggish_loads_torchvggish_layout_from_torch_hub(torch_home):
     torch.save(_random_state(VGGISH_SHAPES), path)
     emb = get_embedder("vggish").load()
     assert emb.weights_path == path
-    x = tone(16000, 10.0) + noise(16000, 10.0)
+    x = sine(16000, 10.0) + noise(16000, 10.0)
     a = emb.embed(x, 16000)
     assert a.shape == (10, 128) and a.dtype == np.float32  # 998 frames -> 10 examples of 0.96 s
     assert np.array_equal(a, emb.embed(x, 16000))
     assert (a < 0).any()  # the final ReLU is dropped, as frechet-audio-distance's use_activation=False
-    assert emb.embed(tone(16000, 0.5), 16000).shape == (1, 128)  # short clip zero-padded to one example
+    assert emb.embed(sine(16000, 0.5), 16000).shape == (1, 128)  # short clip zero-padded to one example
     # any rate in: 44.1 kHz stereo is downmixed and resampled
-    st = np.stack([tone(44100, 2.0), tone(44100, 2.0)])
+    st = np.stack([sine(44100, 2.0), sine(44100, 2.0)])
     assert emb.embed(st, 44100).shape == (2, 128)
 
 
@@ -119,7 +116,7 @@ def test_vggish_front_end_puts_a_tone_in_the_right_band():
 
     w = mel_matrix()
     assert w.shape == (257, 64) and (w[0] == 0).all()
-    ex = examples(tone(16000, 2.0, freq=1000.0))
+    ex = examples(sine(16000, 2.0, freq=1000.0))
     assert ex.shape == (2, 96, 64)
     hz_to_mel = lambda f: 1127.0 * np.log(1 + f / 700.0)  # noqa: E731
     centres = np.linspace(hz_to_mel(125.0), hz_to_mel(7500.0), 66)[1:-1]
@@ -159,8 +156,8 @@ def test_pann_loads_frechet_audio_distance_layout(torch_home):
     x = noise(16000, 3.0)
     a = emb.embed(x, 16000)
     assert a.shape == (1, 2048) and np.array_equal(a, emb.embed(x, 16000))
-    assert not np.allclose(a, emb.embed(tone(16000, 3.0), 16000))
-    assert emb.embed(tone(16000, 0.3), 16000).shape == (1, 2048)
+    assert not np.allclose(a, emb.embed(sine(16000, 3.0), 16000))
+    assert emb.embed(sine(16000, 0.3), 16000).shape == (1, 2048)
 
 
 def test_pann_missing_names_file(torch_home):
@@ -226,7 +223,7 @@ def test_passt_loads_release_layout_and_segments(torch_home):
     assert p.shape == (1, 527)
     assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
     assert np.array_equal(p, clf.probs(x, 32000))
-    assert not np.allclose(p, clf.probs(tone(32000, 3.0), 32000))
+    assert not np.allclose(p, clf.probs(sine(32000, 3.0), 32000))
     assert clf.probs(noise(16000, 3.0), 16000).shape == (1, 527)  # resampled to 32 kHz
     clf.segment_seconds = 1.0  # segmentation logic on short segments (a 10 s ViT pass is slow on CPU)
     assert clf.probs(noise(32000, 2.5), 32000).shape == (3, 527)  # 1 + 1 + 0.5 s, no padding
@@ -255,7 +252,7 @@ def test_unknown_classifier():
 def test_bad_audio_is_refused(torch_home):
     torch.save(_random_state(VGGISH_SHAPES), torch_home / "hub" / "checkpoints" / "vggish-10086976.pth")
     emb = get_embedder("vggish").load()
-    x = tone(16000, 1.0)
+    x = sine(16000, 1.0)
     x[10] = np.nan
     with pytest.raises(AudioError, match="NaN"):
         emb.embed(x, 16000)

@@ -8,7 +8,6 @@ re-implementation must reproduce on the same audio and weights.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,51 +15,31 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from magnet_eval.errors import CheckpointError, MissingWeightsError  # noqa: E402
-from magnet_eval.weights import wheels_dir  # noqa: E402
+from helpers import cache_with_wheel, loaded_embedder, real_wheel  # noqa: E402
 
-REAL_WHEELS = wheels_dir()
-
-
-def _real_wheel() -> Path:
-    found = sorted(REAL_WHEELS.glob("aisfx-0.1.2-*.whl"))
-    if not found:
-        pytest.skip(f"aisfx wheel not in {REAL_WHEELS}: run `python -m magnet_eval.weights fetch-wheels`")
-    return found[0]
+WHEEL = "aisfx-0.1.2-*.whl"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    wheel = _real_wheel()
-    root = tmp_path_factory.mktemp("cache")
-    (root / "wheels").mkdir()
-    (root / "wheels" / wheel.name).symlink_to(wheel)
-    return root
-
-
-@pytest.fixture(scope="module")
-def aisfx(cache):
-    from magnet_eval.embedders import get_embedder
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MAGNET_EVAL_CACHE", str(cache))
-    try:
-        yield get_embedder("aisfx").load()
-    finally:
-        mp.undo()
+def aisfx(tmp_path_factory):
+    """The embedder loaded from a temporary cache that links the real wheel."""
+    cache = cache_with_wheel(tmp_path_factory.mktemp("cache"), real_wheel(WHEEL))
+    with loaded_embedder("aisfx", cache) as embedder:
+        yield embedder
 
 
 @pytest.fixture(scope="module")
 def wheel_code():
     """The aisfx package imported from the wheel file (zipimport), for parity checks only."""
     pytest.importorskip("essentia")
-    sys.path.insert(0, str(_real_wheel()))
+    sys.path.insert(0, str(real_wheel(WHEEL)))
     try:
         from aisfx.models import cnn2d
         from aisfx.spectrogram import spectrogram_essentia
 
         yield cnn2d, spectrogram_essentia
     finally:
-        sys.path.remove(str(_real_wheel()))
+        sys.path.remove(str(real_wheel(WHEEL)))
         for name in [m for m in sys.modules if m == "aisfx" or m.startswith("aisfx.")]:
             del sys.modules[name]
 
@@ -124,7 +103,7 @@ def test_network_matches_the_wheels_crossnet(aisfx, wheel_code):
 def _real_wheel_member() -> bytes:
     import zipfile
 
-    with zipfile.ZipFile(_real_wheel()) as zf:
+    with zipfile.ZipFile(real_wheel(WHEEL)) as zf:
         return zf.read("aisfx/models/checkpoint.pth")
 
 

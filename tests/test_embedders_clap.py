@@ -17,6 +17,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import sine  # noqa: E402
+
 CKPT = "630k-audioset-best.pt"
 TEXT_VOCAB = 1400
 
@@ -119,11 +121,6 @@ def fresh_tokenizer(clap):
     clap._tokenizer = None
 
 
-def _tone(sr: int, seconds: float, freq: float = 440.0) -> np.ndarray:
-    t = np.arange(int(sr * seconds)) / sr
-    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
 def test_loads_official_layout_from_hf_cache(clap, fabricated):
     cache_a, _, reference = fabricated
     assert clap.weights_path.is_relative_to(cache_a)
@@ -137,17 +134,17 @@ def test_loads_official_layout_from_hf_cache(clap, fabricated):
 
 def test_audio_embedding_shape_determinism_and_windows(clap):
     sr = 48000
-    short = _tone(sr, 3.0)
+    short = sine(sr, 3.0)
     a, b = clap.embed(short, sr), clap.embed(short, sr)
     assert a.shape == (1, 512) and np.array_equal(a, b)  # no random crop
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     # 25 s -> two full 10 s windows (5 s tail dropped); a clip at 16 kHz is resampled, not misread
-    long = np.concatenate([_tone(sr, 10.0, 300.0), _tone(sr, 10.0, 2000.0), _tone(sr, 5.0, 800.0)])
+    long = np.concatenate([sine(sr, 10.0, 300.0), sine(sr, 10.0, 2000.0), sine(sr, 5.0, 800.0)])
     e = clap.embed(long, sr)
     assert e.shape == (2, 512)
     assert not np.allclose(e[0], e[1])
     assert np.allclose(e[0], clap.embed(long[: 10 * sr], sr)[0], atol=1e-5)
-    e16 = clap.embed(_tone(16000, 3.0), 16000)
+    e16 = clap.embed(sine(16000, 3.0), 16000)
     assert float(e16[0] @ a[0]) > 0.99
 
 

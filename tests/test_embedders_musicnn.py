@@ -19,39 +19,22 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from magnet_eval.errors import MissingWeightsError  # noqa: E402
-from magnet_eval.weights import wheels_dir  # noqa: E402
+from helpers import cache_with_wheel, loaded_embedder, real_wheel  # noqa: E402
 
-REAL_WHEELS = wheels_dir()  # resolved before any test redirects the cache
+WHEEL = "musicnn-0.1.0-*.whl"
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
-
-
-def _real_wheel() -> Path:
-    found = sorted(REAL_WHEELS.glob("musicnn-0.1.0-*.whl"))
-    if not found:
-        pytest.skip(f"musicnn wheel not in {REAL_WHEELS}: run `python -m magnet_eval.weights fetch-wheels`")
-    return found[0]
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     """A temporary toolkit cache holding (a link to) the real musicnn wheel."""
-    wheel = _real_wheel()
-    root = tmp_path_factory.mktemp("cache")
-    (root / "wheels").mkdir()
-    (root / "wheels" / wheel.name).symlink_to(wheel)
-    return root
+    return cache_with_wheel(tmp_path_factory.mktemp("cache"), real_wheel(WHEEL))
 
 
 @pytest.fixture(scope="module")
 def musicnn(cache):
-    from magnet_eval.embedders import get_embedder
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MAGNET_EVAL_CACHE", str(cache))
-    try:
-        yield get_embedder("musicnn").load()
-    finally:
-        mp.undo()
+    with loaded_embedder("musicnn", cache) as embedder:
+        yield embedder
 
 
 # ----------------------------------------------------------------------------- TF bundle reader
@@ -60,7 +43,7 @@ def musicnn(cache):
 def test_bundle_reader_accounts_for_every_byte():
     from magnet_eval.embedders.tf_bundle import read_bundle, read_index
 
-    with zipfile.ZipFile(_real_wheel()) as zf:
+    with zipfile.ZipFile(real_wheel(WHEEL)) as zf:
         index = zf.read("musicnn/MTT_musicnn/.index")
         data = zf.read("musicnn/MTT_musicnn/.data-00000-of-00001")
     entries = read_index(index)

@@ -192,29 +192,50 @@ def test_generated_without_audio_is_listed(corpus, tmp_path):
 
 
 class _FakeMIRDD:
-    """Stands in for engineer G's MIRDD class: the plug-in protocol evaluate relies on."""
+    """Stands in for the MIRDD class: records what evaluate feeds it (descriptors, not manifests)."""
 
-    seen = {}
+    seen: dict = {}
 
-    @classmethod
-    def evaluate_manifests(cls, generated, reference, *, normalize, seed):
+    def __init__(self, reference, *, n_bootstrap, ci, seed):
+        type(self).seen = {"reference": dict(reference), "n_bootstrap": n_bootstrap, "seed": seed}
+
+    def update(self, descriptors):
+        type(self).seen["generated"] = dict(descriptors)
+
+    def compute(self):
         from magnet_eval.metrics._common import MetricResult
 
-        cls.seen = {"n_gen": len(generated), "n_ref": len(reference), "normalize": normalize, "seed": seed}
-        return [MetricResult("mirdd", 0.25, 0.2, 0.3, n_generated=len(generated), n_reference=len(reference),
-                             per_sample={}, details={"descriptors": 11}),
-                {"metric": "mirdd/key", "value": 0.5, "bins": 24}]
+        gen, ref = self.seen["generated"], self.seen["reference"]
+        return [MetricResult("mirdd", 0.25, 0.2, 0.3, n_generated=len(gen), n_reference=len(ref), details={}),
+                MetricResult("mirdd/key", 0.5, details={"bins": 24})]
 
 
-def test_plugin_metrics_and_missing_modules(corpus, monkeypatch, tmp_path):
+def test_mir_metrics_get_features_extracted_once_outside_the_metric(corpus, monkeypatch, tmp_path):
+    """evaluate extracts the descriptors (once, via mir.extract) and feeds the metric class from the
+    registry; the metric never sees a manifest or a file."""
     import magnet_eval.metrics as registry
+    import magnet_eval.mir.extract as extract
+
+    calls = []
+
+    def fake_describe(generated, reference, *, context, cache, normalize, headroom_db, workers):
+        calls.append((len(generated), len(reference), context, normalize))
+        return ({e.id: f"desc:{e.audio_path}" for e in generated}, {e.id: f"desc:{e.audio_path}" for e in reference},
+                None)
 
     real = registry.get_metric_class
     monkeypatch.setattr(registry, "get_metric_class", lambda name: _FakeMIRDD if name == "mirdd" else real(name))
-    res, _ = evaluate(corpus["heldout"], corpus["real"], ["mirdd"], cache=EmbeddingCache(tmp_path / "c"), seed=3)
+    monkeypatch.setattr(extract, "describe_manifests", fake_describe)
+    res, _ = evaluate(corpus["heldout"], corpus["real"], ["mirdd"], cache=EmbeddingCache(tmp_path / "c"), seed=3,
+                      n_bootstrap=7)
     assert list(res.metric) == ["mirdd", "mirdd/key"] and res.value.tolist() == [0.25, 0.5]
-    assert {k: v for k, v in json.loads(res.details[1]).items() if k != "provenance"} == {"bins": 24}
-    assert _FakeMIRDD.seen == {"n_gen": 8, "n_ref": 8, "normalize": True, "seed": 3}
+    assert calls == [(8, 8, "auto", True)]
+    seen = _FakeMIRDD.seen
+    assert seen["seed"] == 3 and seen["n_bootstrap"] == 7
+    assert seen["generated"] == {e.id: f"desc:{e.audio_path}" for e in corpus["heldout"]}
+    assert seen["reference"] == {e.id: f"desc:{e.audio_path}" for e in corpus["real"]}
+    details = json.loads(res.details[0])
+    assert details["stem_plus_context"] is False and details["extractor"].startswith("essentia-")
     # a metric whose module is absent: an error, or a row with the reason when asked to keep going
     def absent(name):
         raise MagnetEvalError(f"metric {name!r} is not available in this installation")
@@ -223,6 +244,37 @@ def test_plugin_metrics_and_missing_modules(corpus, monkeypatch, tmp_path):
     res, _ = evaluate(corpus["heldout"], corpus["real"], ["chroma"], cache=EmbeddingCache(tmp_path / "c"),
                       on_error="row")
     assert res.metric[0] == "chroma_cosine" and "not available" in res.status[0] and math.isnan(res.value[0])
+
+
+def test_no_metric_module_reads_files_or_imports_the_orchestration():
+    """Metrics take arrays and return numbers: no metric module imports the orchestration (evaluation,
+    pipeline, cli), manifests or pairing, the feature extraction that reads files (mir.extract,
+    embedding_cache), a file reader, or inspect; none calls open()."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "magnet_eval" / "metrics"
+    banned_modules = {"evaluation", "pipeline", "cli", "manifest", "pairing", "embedding_cache", "mir.extract",
+                      "files", "inspect", "soundfile", "torchaudio.load"}
+    banned_names = {"load_audio", "save_audio", "prepare_audio", "read_any", "paired_chroma", "describe_files",
+                    "describe_manifests"}
+    offenders = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "open":
+                offenders.append(f"{path.name}:{node.lineno}: open()")
+            if isinstance(node, ast.ImportFrom):
+                mod = (node.module or "").lstrip(".").removeprefix("magnet_eval.")
+                imported = [(mod, a.name) for a in node.names]
+            elif isinstance(node, ast.Import):
+                imported = [(a.name.removeprefix("magnet_eval."), "") for a in node.names]
+            else:
+                continue
+            for mod, name in imported:
+                full = f"{mod}.{name}" if mod and name else mod or name
+                if any(full == b or full.startswith(b + ".") or mod == b for b in banned_modules) \
+                        or name in banned_names:
+                    offenders.append(f"{path.name}:{node.lineno}: {full}")
+    assert not offenders, offenders
 
 
 # ----------------------------------------------------------------------------- issue 14.7: "weights not available"

@@ -20,6 +20,27 @@ def test_kl_matches_audiocrafts_formula():
     assert np.allclose(kl_divergence(p, p), 0.0, atol=1e-3)
 
 
+def test_one_kl_eps_zero_is_the_plain_formula_mirdd_uses():
+    """kl.py and mirdd.py share this one KL; MIRDD passes eps=0 (its smoothing keeps q > 0)."""
+    import math
+
+    from magnet_eval.metrics.mirdd import descriptor_kl
+
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(25), size=4)
+    p[1, :5] = 0.0
+    p[1] /= p[1].sum()
+    q = rng.dirichlet(np.ones(25), size=4)
+    plain = [sum(a * math.log(a / b) for a, b in zip(pr, qr) if a > 0) for pr, qr in zip(p, q)]
+    np.testing.assert_allclose(kl_divergence(p, q, eps=0.0), plain, rtol=1e-12)
+    assert not np.allclose(kl_divergence(p, q), plain, rtol=1e-9, atol=0)  # the default eps is not a no-op
+    # MIRDD's per-descriptor KL: additive smoothing 0.01 per bin, KL(reference || generated), no eps
+    ref_mass, gen_mass = np.eye(3)[[0, 0, 1, 2]], np.eye(3)[[1, 1, 2, 2]]
+    pr = (ref_mass.sum(0) + 0.01) / (4 + 3 * 0.01)
+    qg = (gen_mass.sum(0) + 0.01) / (4 + 3 * 0.01)
+    assert descriptor_kl(ref_mass, gen_mass) == pytest.approx(float(np.sum(pr * np.log(pr / qg))), rel=1e-12)
+
+
 def test_segments_without_padding_and_short_tails_dropped():
     sr = 1000
     wav = np.zeros(int(2.5 * sr))

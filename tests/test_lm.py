@@ -14,22 +14,14 @@ from magnet_eval.modules.patterns import DelayPattern, ParallelPattern, get_patt
 from magnet_eval.modules.transformer import (KVCache, MultiheadAttention, create_sin_embedding,
                                              restricted_context_mask)
 
+from helpers import tiny_lm_config
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded, and the test machine's cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_cfg(kind: str = "magnet", **kw) -> LMConfig:
-    base = dict(kind=kind, dim=32, num_heads=4, num_layers=2, n_q=4, card=64, causal=kind == "musicgen",
-                pattern="parallel" if kind == "magnet" else "delay", subcodes_context=5 if kind == "magnet" else None,
-                text_encoder="random", text_dim=24)
-    base.update(kw)
-    return LMConfig(**base)
+    return tiny_lm_config(kind, **{"card": 64, **kw})
 
 
 def test_sin_embedding_is_cos_then_sin_with_max_period_10000():

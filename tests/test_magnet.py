@@ -7,29 +7,21 @@ import math
 import pytest
 import torch
 
-from magnet_eval.models.lm import LMConfig
 from magnet_eval.models.magnet import (DONT_REMASK, MagnetDecoding, MagnetLM, cfg_schedule, least_probable_spans_mask,
                                        mask_rates, num_masked_schedule, temperature_schedule)
 from magnet_eval.models.sampling import make_generators
 from magnet_eval.modules.transformer import MultiheadAttention
 
+from helpers import seeded_lm, tiny_lm_config
+
 CARD = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded, and the test machine's cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_magnet(seed: int = 0, **kw) -> MagnetLM:
-    torch.manual_seed(seed)
-    cfg = LMConfig(kind="magnet", dim=32, num_heads=4, num_layers=2, n_q=4, card=CARD, causal=False,
-                   pattern="parallel", subcodes_context=5, span_len=3, text_encoder="random", text_dim=24, **kw)
-    return MagnetLM(cfg).eval()
+    return seeded_lm(tiny_lm_config("magnet", card=CARD, span_len=3, **kw), seed).eval()
 
 
 # ---- schedules, by hand ---------------------------------------------------------------------------

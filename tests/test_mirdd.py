@@ -13,7 +13,8 @@ import pytest
 
 from magnet_eval.errors import MagnetEvalError
 from magnet_eval.mir.descriptors import DESCRIPTOR_NAMES, DESCRIPTORS, KEYS, ClipDescriptors
-from magnet_eval.metrics.mirdd import MIRDD, SMOOTHING, compute_mirdd
+from magnet_eval.evaluation import mirdd_results
+from magnet_eval.metrics.mirdd import MIRDD, SMOOTHING
 
 K_KEY = len(KEYS) + 1  # 24 keys + none
 
@@ -236,35 +237,31 @@ def rendered(tmp_path_factory):
 def test_sanity_ordering_on_rendered_music(rendered):
     values = {}
     for name in ("held", "shifted", "noise"):
-        res = MIRDD.evaluate_manifests(rendered[name], rendered["ref"], cache=rendered["cache"], n_bootstrap=50)
+        res = mirdd_results(rendered[name], rendered["ref"], cache=rendered["cache"], n_bootstrap=50)
         values[name] = res[0].value
         assert res[0].details["stem_plus_context"] is False
     assert values["held"] < values["shifted"] < values["noise"], values
     assert values["shifted"] > 1.1 * values["held"] and values["noise"] > 1.1 * values["shifted"], values
 
 
-def test_compute_mirdd_rows_and_evaluate_integration(rendered):
+def test_evaluate_rows_and_cached_descriptors(rendered):
     from magnet_eval.evaluation import PER_SAMPLE_COLUMNS, RESULT_COLUMNS, evaluate
 
-    rows, samples = compute_mirdd(rendered["held"], rendered["ref"], system="sys", cache=rendered["cache"],
-                                  n_bootstrap=20)
-    assert [r["metric"] for r in rows] == ["mirdd"] + [f"mirdd/{n}" for n in DESCRIPTOR_NAMES]
-    for r in rows:
-        assert list(r) == RESULT_COLUMNS and r["status"] == "ok" and r["embedder"] == "essentia"
-        assert r["n_generated"] == 8 and r["n_reference"] == 8
-        json.loads(r["details"])
-    assert all(list(s) == PER_SAMPLE_COLUMNS for s in samples)
-    contrib = {s["id"] for s in samples if s["metric"] == "mirdd_contribution"}
-    assert contrib == set(rendered["held"].ids())
-
+    direct = mirdd_results(rendered["held"], rendered["ref"], cache=rendered["cache"], n_bootstrap=20)
     hits = rendered["cache"].hits
     results, per_sample = evaluate(rendered["held"], rendered["ref"], metrics=["mirdd"], system="sys",
                                    cache=rendered["cache"], n_bootstrap=20)
     assert rendered["cache"].hits >= hits + 16  # nothing re-extracted
+    assert list(results.columns) == RESULT_COLUMNS and list(per_sample.columns) == PER_SAMPLE_COLUMNS
+    assert list(results.metric) == ["mirdd"] + [f"mirdd/{n}" for n in DESCRIPTOR_NAMES]
+    assert (results.status == "ok").all() and (results.embedder == "essentia").all()
+    assert (results.n_generated == 8).all() and (results.n_reference == 8).all()
     got = results.set_index("metric")
-    assert got.loc["mirdd", "value"] == pytest.approx(rows[0]["value"])
-    assert "mirdd/key" in got.index and got.loc["mirdd", "status"] == "ok"
-    assert set(per_sample.loc[per_sample.metric == "mirdd_contribution", "id"]) == contrib
+    assert got.loc["mirdd", "value"] == pytest.approx(direct[0].value)
+    details = json.loads(got.loc["mirdd", "details"])
+    assert details["stem_plus_context"] is False and details["extractor"].startswith("essentia-")
+    contrib = set(per_sample.loc[per_sample.metric == "mirdd_contribution", "id"])
+    assert contrib == set(rendered["held"].ids())
 
 
 def test_stem_plus_context_is_selected_by_the_context_stem(rendered):
@@ -281,8 +278,8 @@ def test_stem_plus_context_is_selected_by_the_context_stem(rendered):
         entries.append(ManifestEntry(e.id, e.caption, e.stems["lead"], stems={"context": str(ctx_path)}))
     stems = Manifest(entries, source="stems")
     opts = dict(cache=rendered["cache"], n_bootstrap=0, workers=1)
-    auto = MIRDD.evaluate_manifests(stems, rendered["ref"], **opts)
-    plain = MIRDD.evaluate_manifests(stems, rendered["ref"], context=None, **opts)
+    auto = mirdd_results(stems, rendered["ref"], **opts)
+    plain = mirdd_results(stems, rendered["ref"], context=None, **opts)
     assert auto[0].details["stem_plus_context"] is True and plain[0].details["stem_plus_context"] is False
     assert auto[0].value != pytest.approx(plain[0].value)
     # what was measured is the stem + context mix
@@ -294,7 +291,7 @@ def test_stem_plus_context_is_selected_by_the_context_stem(rendered):
     ref_desc.update(direct)
     assert ref_desc.compute()[0].value == pytest.approx(auto[0].value)
     with pytest.raises(MagnetEvalError, match="context"):
-        MIRDD.evaluate_manifests(stems, rendered["ref"], context="accompaniment", **opts)
+        mirdd_results(stems, rendered["ref"], context="accompaniment", **opts)
 
 
 def test_descriptor_vocabularies_are_fixed():

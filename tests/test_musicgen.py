@@ -10,23 +10,16 @@ from magnet_eval.models.musicgen import MusicGenDecoding, MusicGenLM
 from magnet_eval.models.sampling import make_generators, top_k_filter, top_p_filter
 from magnet_eval.modules.transformer import MultiheadAttention
 
+from helpers import seeded_lm, tiny_lm_config
+
 CARD = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded, and the test machine's cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_musicgen(seed: int = 0) -> MusicGenLM:
-    torch.manual_seed(seed)
-    cfg = LMConfig(kind="musicgen", dim=32, num_heads=4, num_layers=2, n_q=4, card=CARD, causal=True,
-                   pattern="delay", subcodes_context=None, text_encoder="random", text_dim=24)
-    return MusicGenLM(cfg).eval()
+    return seeded_lm(tiny_lm_config("musicgen", card=CARD), seed).eval()
 
 
 def test_defaults_are_audiocrafts():

@@ -24,18 +24,8 @@ TOY = VampNetTinyPreset(
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    import os
-
     root = tmp_path_factory.mktemp("vampnet_reproduce")
-    old = os.environ.get("MAGNET_EVAL_CACHE")
-    os.environ["MAGNET_EVAL_CACHE"] = str(root / "cache")
-    try:
-        index = run_vampnet_tiny(root / "report", root / "work", TOY, command="magnet-eval reproduce --preset vampnet-tiny (toy)")
-    finally:
-        if old is None:
-            os.environ.pop("MAGNET_EVAL_CACHE", None)
-        else:
-            os.environ["MAGNET_EVAL_CACHE"] = old
+    index = run_vampnet_tiny(root / "report", root / "work", TOY, command="magnet-eval reproduce --preset vampnet-tiny (toy)")
     return root, index
 
 
@@ -65,6 +55,10 @@ def test_sweep_report_has_every_point_with_bitrate_mel_and_fad(toy_run):
     # the corpus and the codec sit where the tiny preset puts them (shared work folder)
     assert (root / "work" / "corpus" / "manifest.jsonl").is_file()
     assert (root / "work" / "models" / "codec" / "compression_state_dict.bin").is_file()
+    from magnet_eval.vamp import load_vamp_system
+
+    system = load_vamp_system(str(root / "work" / "vampnet" / "models" / "vampnet.pt"))  # the trained pair, for `vamp`
+    assert system.vampnet.n_codebooks == 4 and system.codec.card == 2048
     logs = [pd.read_csv(root / "work" / "vampnet" / "models" / p / "train_log.csv") for p in ("coarse", "c2f")]
     assert all({"valid_accuracy", "valid_unigram_accuracy"} <= set(log.columns) for log in logs)
 
@@ -73,13 +67,7 @@ def test_rerun_reuses_models_audio_and_metrics(toy_run):
     root, _ = toy_run
     own = root / "work" / "vampnet"
     files = {p: p.stat().st_mtime_ns for p in own.rglob("*") if p.suffix in (".pt", ".wav", ".parquet", ".json")}
-    import os
-
-    os.environ["MAGNET_EVAL_CACHE"] = str(root / "cache")
-    try:
-        run_vampnet_tiny(root / "report", root / "work", TOY)
-    finally:
-        os.environ.pop("MAGNET_EVAL_CACHE", None)
+    run_vampnet_tiny(root / "report", root / "work", TOY)
     again = {p: p.stat().st_mtime_ns for p in files}
     changed = [p for p in files if files[p] != again[p] and p.name != "first_run_stages.json"]
     assert not changed

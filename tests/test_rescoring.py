@@ -198,3 +198,15 @@ def test_cli_rescorer_options(tmp_path):
     assert isinstance(res.exception, InvalidOptionError) and "--rescore-weight" in str(res.exception)
     res = CliRunner().invoke(app, base + ["-o", str(tmp_path / "z"), "--rescorer", "magnet-tiny"])
     assert isinstance(res.exception, MagnetEvalError) and "MusicGen" in str(res.exception)
+
+
+def test_rescorer_as_a_decoding_knob_for_bench():
+    """`bench latency --param rescorer=musicgen-tiny` reaches the generator: passes counted, loaded once."""
+    from magnet_eval.models.generator import load_generator
+
+    gen = load_generator("magnet-tiny")
+    gen.generate(["a"], duration=1.0, rescorer="musicgen-tiny", decoding_steps="3,1,1,1")
+    first = gen.rescorer
+    assert gen.last_stats["forward_passes"] == 8 and gen.last_stats["rescorer_forward_passes"] == 2
+    gen.generate(["a"], duration=1.0, rescorer="musicgen-tiny", decoding_steps="3,1,1,1")
+    assert gen.rescorer is first

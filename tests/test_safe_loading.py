@@ -109,16 +109,16 @@ def test_resume_checkpoint_with_payload_is_refused(payload, tmp_path):
 
 
 def test_resume_checkpoint_rng_state_loads_weights_only_and_restores(tmp_path):
-    from magnet_eval.solvers.base import _rng_state, _set_rng_state
+    from magnet_eval.solvers.checkpoint import rng_state, set_rng_state
 
     np.random.seed(3)
     random.seed(4)
     torch.manual_seed(5)
     path = tmp_path / "rng.pt"
-    torch.save({"rng": [_rng_state()]}, path)
+    torch.save({"rng": [rng_state()]}, path)
     want = (np.random.rand(3), random.random(), torch.rand(2))
     state = torch.load(path, weights_only=True)["rng"][0]  # plain torch, no allow-list: tensors and plain values
-    _set_rng_state(state)
+    set_rng_state(state)
     got = (np.random.rand(3), random.random(), torch.rand(2))
     assert np.array_equal(want[0], got[0]) and want[1] == got[1] and torch.equal(want[2], got[2])
 

@@ -15,12 +15,7 @@ from magnet_eval.solvers.codec import CodecLossConfig, CodecSolver, CodecTrainMo
 SR = 16000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_si_snr_known_values():

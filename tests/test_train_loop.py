@@ -16,13 +16,7 @@ from magnet_eval.solvers.base import Solver, StepOutput, TrainConfig, fit
 from magnet_eval.solvers.optim import lr_factor
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class Crash(RuntimeError):

@@ -8,32 +8,23 @@ import pytest
 import torch
 
 from magnet_eval.models.checkpoints import load_lm, save_lm
-from magnet_eval.models.build import build_lm
-from magnet_eval.models.lm import LMConfig
 from magnet_eval.solvers.base import StepRandom, TrainConfig, fit
 from magnet_eval.solvers.magnet import MagnetSolver, StageTally, magnet_loss, masked_stage_inputs
 from magnet_eval.solvers.musicgen import MusicGenSolver, musicgen_loss
 from magnet_eval.solvers.text_lm import LMTrainModule, drop_conditions
 from magnet_eval.solvers.tokens import TokenSet
 
+from helpers import seeded_lm, tiny_lm_config
+
 CARD = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_lm(kind: str = "magnet", seed: int = 0, dim: int = 32, layers: int = 2) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    cfg = LMConfig(kind=kind, dim=dim, num_heads=2, num_layers=layers, n_q=4, card=CARD, causal=kind == "musicgen",
-                   pattern="parallel" if kind == "magnet" else "delay", subcodes_context=5 if kind == "magnet" else None,
-                   text_encoder="random", text_dim=12, codec="tiny")
-    return build_lm(cfg)
+    cfg = tiny_lm_config(kind, dim=dim, num_heads=2, num_layers=layers, card=CARD, text_dim=12, codec="tiny")
+    return seeded_lm(cfg, seed)
 
 
 def patterned_tokens(n: int, T: int = 60, seed: int = 0, with_text: bool = True) -> TokenSet:

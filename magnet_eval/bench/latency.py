@@ -133,13 +133,11 @@ def parse_models(models: str | Sequence[str], checkpoints: Sequence[str] = ()) -
 
 
 def default_loader(spec: str, device: str, dtype: str) -> Any:
-    """C1's `load_generator` (presets at real size with random weights, checkpoints, hub names)."""
-    try:
-        from ..models.generator import load_generator
-    except ImportError as exc:
-        raise MagnetEvalError(f"the models are not available in this installation "
-                              f"(magnet_eval.models.generator: {exc})") from exc
-    return load_generator(spec, device=device, dtype=torch_dtype(dtype))
+    """What the system registry gives `bench latency` for a spec: presets at real size with random
+    weights, checkpoints and hub names of every family (MAGNeT, MusicGen, VampNet, ...)."""
+    from ..systems.registry import build_timed
+
+    return build_timed(spec, device, dtype)
 
 
 def run_latency_benchmark(

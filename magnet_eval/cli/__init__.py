@@ -9,7 +9,10 @@ import typer
 from ..errors import MagnetEvalError
 from ..progress import fail
 from . import bench, compare, data, evaluate, generate, report, reproduce, stats, train
-from . import vamp
+from . import train_stemgen, train_vampnet, vamp
+
+train.app.command(name="stemgen", help=train_stemgen.command.__doc__)(train_stemgen.command)  # StemGen, issue 11
+train.app.command(name="vampnet", help=train_vampnet.command.__doc__)(train_vampnet.command)  # VampNet, issue 10
 
 app = typer.Typer(
     name="magnet-eval",

@@ -73,7 +73,7 @@ def main(
 ) -> None:
     """Measure generated audio against a reference: FAD (+FAD-inf), KAD, KL, CLAP score, MIRDD, chroma."""
     from ..embedding_cache import EmbeddingCache
-    from ..evaluation import evaluate, save_results
+    from ..pipeline import evaluate_to_files
     from ..progress import info
     from ..errors import ManifestError
     from ..validate import existing_path, non_negative_int, probability, readable_file, writable_output
@@ -102,19 +102,15 @@ def main(
         Ledger(ledger).check_appendable()  # a corrupt or read-only ledger stops the run now, not after it
     name = system or (generated.stem if generated.suffix == ".jsonl" and generated.stem != "manifest" else
                       (generated.parent.name if generated.suffix == ".jsonl" else generated.name))
-    results, per_sample = evaluate(
-        generated, reference, names, embedder, name,
+    results, per_sample, paths = evaluate_to_files(
+        generated, name, [{"reference": reference, "metrics": names, "embedder": embedder}], out,
+        ledger=False if no_ledger else ledger,
         weights=weights, kl_classifier=kl_classifier, clap_model=clap_model,
         cache=EmbeddingCache(cache_dir, enabled=not no_cache),
         normalize=not no_normalize, n_bootstrap=bootstrap, ci=ci, seed=seed,
         on_missing_weights="row" if skip_missing_weights else "raise",
         on_error="row" if keep_going else "raise", strict_pairing=strict_pairing,
     )
-    paths = save_results(results, per_sample, out)
-    if not no_ledger:
-        from ..ledger import record_results
-
-        record_results(results, checkpoint=name, source=paths["results"], ledger=ledger)
     print_results(results)
     print_outliers(per_sample)
     info(f"wrote {paths['results']}, {paths['csv']} and {paths['per_sample']}")

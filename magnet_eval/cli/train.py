@@ -204,10 +204,8 @@ def _lm_command(kind: str):
 
 app.command(name="magnet", help="Train MAGNeT (span-masked, one codebook stage per step) on cached codec tokens.")(_lm_command("magnet"))
 app.command(name="musicgen", help="Train the MusicGen baseline (next-token CE over delayed streams) on cached codec tokens.")(_lm_command("musicgen"))
-from . import train_stemgen as _stemgen  # noqa: E402  (StemGen, issue 11: uses the shared options above)
-app.command(name="stemgen", help=_stemgen.command.__doc__)(_stemgen.command)
-from . import train_vampnet as _vampnet  # noqa: E402  (VampNet, issue 10)
-app.command(name="vampnet", help=_vampnet.command.__doc__)(_vampnet.command)
+# `train stemgen` and `train vampnet` (which use the shared options above) are added in cli/__init__.py,
+# so that this module and theirs do not import each other
 
 
 @app.command()

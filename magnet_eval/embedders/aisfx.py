@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import CheckpointError, MissingWeightsError
 from ..files import load_torch
-from .base import Embedder, bytes_sha1, make_weights_id
+from .base import Embedder, bytes_sha1, load_strict, make_weights_id
 
 SAMPLE_RATE = 44100
 FRAME = 2048
@@ -168,10 +168,7 @@ class AisfxEmbedder(Embedder):
         blob, where = _checkpoint_bytes(weights)
         sd, heads = load_checkpoint(blob, where)
         net = build_network(heads)
-        try:
-            net.load_state_dict(sd, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"aisfx weights from {where} do not fit the architecture: {exc}") from exc
+        load_strict(net, sd, f"aisfx weights from {where} do not fit the architecture")
         self.model = net.to(self.device).eval()
         self.heads = heads
         self.weights_path = Path(where.split(":aisfx/")[0])

@@ -18,12 +18,12 @@ import contextlib
 import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..audio import check_finite, resample, to_mono
-from ..errors import AudioError, MagnetEvalError
+from ..errors import AudioError, CheckpointError, MagnetEvalError
 
 
 def bytes_sha1(*parts: bytes) -> str:
@@ -31,6 +31,27 @@ def bytes_sha1(*parts: bytes) -> str:
     for part in parts:
         h.update(part)
     return h.hexdigest()
+
+
+def weight_file(what: str, given: Path | None, defaults: Sequence[Path], source: str) -> Path:
+    """The file `given` (which must exist) or else the first existing default; MissingWeightsError says
+    what is missing, where it was searched, and to put it at `given` or the first default."""
+    from ..paths import find_weights
+
+    return find_weights(what, [given] if given else list(defaults), put_here=given or defaults[0], source=source)
+
+
+def load_strict(net: Any, state_dict: dict, misfit: str) -> Any:
+    """`net` with `state_dict` loaded strictly (every key and shape), so a wrong file never half-loads.
+
+    A mismatch is a CheckpointError "<misfit>: <torch's list of missing/unexpected keys>"; `misfit`
+    names the file and what it failed to fit.
+    """
+    try:
+        net.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{misfit}: {exc}") from exc
+    return net
 
 
 def make_weights_id(digest: str, *options: Any) -> str:

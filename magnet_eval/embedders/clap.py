@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import CheckpointError, MagnetEvalError, MissingWeightsError
 from ..files import file_sha1, load_torch
 from ..paths import find_hf_file, find_weights, hf_repo_dir, torch_hub_dir
-from .base import Embedder, make_weights_id, skip_random_init
+from .base import Embedder, load_strict, make_weights_id, skip_random_init
 
 SAMPLE_RATE = 48000
 WINDOW_SECONDS = 10.0
@@ -204,10 +204,7 @@ class CLAPEmbedder(Embedder):
 
         with _roberta_from_config(config), skip_random_init(sys.modules.get("clap_module.htsat")):
             model, model_cfg = create_model(amodel, "roberta", precision="fp32", device="cpu", enable_fusion=False)
-        try:
-            model.load_state_dict(sd, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path} does not fit laion_clap's {amodel} CLAP: {exc}") from exc
+        load_strict(model, sd, f"{path} does not fit laion_clap's {amodel} CLAP")
         self.model = model.to(self.device).eval()
         self.model_cfg = model_cfg
         self.audio_model = amodel

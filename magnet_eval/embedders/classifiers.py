@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError, MagnetEvalError, ModelLoadError
+from ..errors import MagnetEvalError, ModelLoadError
 from ..files import file_sha1, load_torch
-from ..paths import find_weights, torch_hub_dir
-from .base import make_weights_id
+from ..paths import torch_hub_dir
+from .base import load_strict, make_weights_id, weight_file
 
 PASST_SR = 32000
 PASST_RELEASE = "https://github.com/kkoutini/PaSST/releases/download/"
@@ -111,18 +111,14 @@ class PasstClassifier:
         from .base import default_device
 
         self.device = default_device(self.device)
-        path = find_weights(f"PaSST weights {self.weights_file}",
-                            [Path(weights).expanduser()] if weights else [self.default_path()],
-                            put_here=weights or self.default_path(), source=self.source)
+        path = weight_file(f"PaSST weights {self.weights_file}", Path(weights).expanduser() if weights else None,
+                           [self.default_path()], self.source)
         mel, net = self.build()
         sd = load_torch(path)
         from hear21passt.models.passt import checkpoint_filter_fn
 
         sd = checkpoint_filter_fn(sd, net)  # unwraps {'model': ...} and old patch-embedding layouts
-        try:
-            net.load_state_dict(sd, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path} does not fit hear21passt's {self.arch}: {exc}") from exc
+        load_strict(net, sd, f"{path} does not fit hear21passt's {self.arch}")
         self.mel = mel.to(self.device).eval()
         self.model = net.to(self.device).eval()
         self.weights_path = path

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError, MagnetEvalError, ModelLoadError
+from ..errors import MagnetEvalError, ModelLoadError
 from ..files import file_sha1, load_torch
-from ..paths import find_weights, torch_hub_dir
-from .base import Embedder, make_weights_id
+from ..paths import torch_hub_dir
+from .base import Embedder, load_strict, make_weights_id, weight_file
 
 WEIGHTS_FILE = "encodec_24khz-d7cc33bc.th"
 WEIGHTS_URL = "https://dl.fbaipublicfiles.com/encodec/v0/" + WEIGHTS_FILE
@@ -45,14 +45,10 @@ class EncodecEmbedder(Embedder):
     def _load(self, weights: Path | None) -> None:
         from encodec import EncodecModel
 
-        path = find_weights(f"EnCodec 24 kHz weights {WEIGHTS_FILE}", [weights] if weights else [self.default_path()],
-                            put_here=weights or self.default_path(), source=WEIGHTS_URL)
+        path = weight_file(f"EnCodec 24 kHz weights {WEIGHTS_FILE}", weights, [self.default_path()], WEIGHTS_URL)
         sd = load_torch(path)
         model = EncodecModel.encodec_model_24khz(pretrained=False)
-        try:
-            model.load_state_dict(sd, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path} is not an EnCodec 24 kHz state dict: {exc}") from exc
+        load_strict(model, sd, f"{path} is not an EnCodec 24 kHz state dict")
         self.model = model.to(self.device).eval()
         self.weights_path = path
         self.weights_id = make_weights_id(file_sha1(path))

@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import CheckpointError, MissingWeightsError
 from ..files import atomic_write, load_torch
 from ..paths import cache_dir
-from .base import Embedder, bytes_sha1, make_weights_id
+from .base import Embedder, bytes_sha1, load_strict, make_weights_id
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -318,10 +318,7 @@ class MusicnnEmbedder(Embedder):
     def _load(self, weights: Path | None) -> None:
         sd, digest, where = load_converted(self.model_name, weights)
         net = build_network(n_classes=len(self.tag_names))
-        try:
-            net.load_state_dict(sd, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"musicnn weights from {where} do not fit the architecture: {exc}") from exc
+        load_strict(net, sd, f"musicnn weights from {where} do not fit the architecture")
         self.model = net.to(self.device).eval()
         self.source = where
         self.weights_path = Path(where.split(":musicnn/")[0]) if ":musicnn/" in where else Path(where)

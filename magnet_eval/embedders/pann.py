@@ -20,8 +20,8 @@ import numpy as np
 
 from ..errors import CheckpointError, ModelLoadError
 from ..files import file_sha1, load_torch
-from ..paths import find_weights, torch_hub_dir
-from .base import Embedder, make_weights_id, skip_random_init
+from ..paths import torch_hub_dir
+from .base import Embedder, load_strict, make_weights_id, skip_random_init, weight_file
 
 SAMPLE_RATE = 16000
 WEIGHTS_FILE = "Cnn14_16k_mAP=0.438.pth"
@@ -82,17 +82,13 @@ class PANNEmbedder(Embedder):
     clip_handling = "16 kHz; the whole clip in one pass, one 2048-d embedding per clip; clips under 1 s zero-padded"
 
     def _load(self, weights: Path | None) -> None:
-        path = find_weights(f"PANNs Cnn14 16 kHz weights {WEIGHTS_FILE}", [weights] if weights else candidate_paths(),
-                            put_here=weights or torch_hub_dir() / WEIGHTS_FILE_FAD, source=WEIGHTS_URL)
+        path = weight_file(f"PANNs Cnn14 16 kHz weights {WEIGHTS_FILE}", weights, candidate_paths(), WEIGHTS_URL)
         ckpt = load_torch(path)  # training-time files may also hold sampler state (numeric numpy arrays)
         sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
         if not isinstance(sd, dict):
             raise CheckpointError(f"{path}: expected a dict with a 'model' state dict")
         net = build_network()
-        try:
-            net.load_state_dict(sd, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path} does not fit Cnn14_16k: {exc}") from exc
+        load_strict(net, sd, f"{path} does not fit Cnn14_16k")
         self.model = net.to(self.device).eval()
         self.weights_path = path
         self.weights_id = make_weights_id(file_sha1(path))

@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import CheckpointError
 from ..files import file_sha1, load_torch
 from ..paths import find_weights, torch_hub_dir
-from .base import Embedder, bytes_sha1, make_weights_id
+from .base import Embedder, bytes_sha1, load_strict, make_weights_id, weight_file
 
 SAMPLE_RATE = 16000
 WEIGHTS_FILE = "vggish-10086976.pth"
@@ -131,14 +131,10 @@ class VGGishEmbedder(Embedder):
         return torch_hub_dir() / "checkpoints" / WEIGHTS_FILE
 
     def _load(self, weights: Path | None) -> None:
-        path = find_weights(f"VGGish weights {WEIGHTS_FILE}", [weights] if weights else [self.default_path()],
-                            put_here=weights or self.default_path(), source=WEIGHTS_URL)
+        path = weight_file(f"VGGish weights {WEIGHTS_FILE}", weights, [self.default_path()], WEIGHTS_URL)
         sd = load_torch(path)
         net = build_network()
-        try:
-            net.load_state_dict(sd, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path} is not a torchvggish state dict: {exc}") from exc
+        load_strict(net, sd, f"{path} is not a torchvggish state dict")
         digests = [file_sha1(path)]
         if self.postprocess:
             pca_path = find_weights(f"VGGish PCA parameters {PCA_FILE}", [path.parent / PCA_FILE],

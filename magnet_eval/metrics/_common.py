@@ -106,6 +106,21 @@ def clip_frames(embeddings, clip_id: str, reference_dim: int) -> np.ndarray:
     return arr
 
 
+def add_clip_frames(ids: list[str], frames: list[np.ndarray], embeddings, new_ids, reference_dim: int) -> None:
+    """The `update` of the embedding metrics (FAD, KAD): append clips' checked frames under their ids.
+
+    `embeddings`/`new_ids`: one [frames, dim] array with one id, or a list of arrays with a list of
+    ids; `ids`/`frames` are the metric's lists, extended in place (ids checked for repeats).
+    """
+    if isinstance(new_ids, str):
+        embeddings, new_ids = [embeddings], [new_ids]
+    new_ids = check_ids(new_ids, len(embeddings), set(ids))
+    for clip_id, emb in zip(new_ids, embeddings):
+        arr = clip_frames(emb, clip_id, reference_dim)
+        ids.append(clip_id)
+        frames.append(arr)
+
+
 def same_gaussian(a, b, rtol: float = 1e-6) -> bool:
     """True when two Gaussian statistics (mean, cov, count) describe the same frames: a set
     measured against itself, whose distance is no measurement (see `evaluation` self-comparison)."""

@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import MagnetEvalError
-from ._common import MetricResult, bootstrap_counts, check_ids, clip_frames, distance_interval, same_gaussian
+from ._common import MetricResult, add_clip_frames, bootstrap_counts, distance_interval, same_gaussian
 from .frechet import FixedGaussian, GaussianAccumulator, GaussianStats, frechet_distance, warn_if_rank_deficient
 
 
@@ -83,13 +83,7 @@ class FAD:
 
     def update(self, embeddings: np.ndarray | Sequence[np.ndarray], ids: str | Sequence[str]) -> None:
         """Add clips: one [frames, dim] array with one id, or a list of them with a list of ids."""
-        if isinstance(ids, str):
-            embeddings, ids = [embeddings], [ids]
-        ids = check_ids(ids, len(embeddings), set(self.ids))
-        for clip_id, emb in zip(ids, embeddings):
-            arr = clip_frames(emb, clip_id, self.reference.dim)
-            self.ids.append(clip_id)
-            self._frames.append(arr)
+        add_clip_frames(self.ids, self._frames, embeddings, ids, self.reference.dim)
 
     # ------------------------------------------------------------------ pieces
 

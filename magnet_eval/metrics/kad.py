@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import MagnetEvalError
-from ._common import MetricResult, bootstrap_counts, check_ids, clip_frames, distance_interval, same_frames
+from ._common import MetricResult, add_clip_frames, bootstrap_counts, distance_interval, same_frames
 
 SCALE = 100.0
 
@@ -123,13 +123,8 @@ class KAD:
         self._frames: list[np.ndarray] = []
 
     def update(self, embeddings: np.ndarray | Sequence[np.ndarray], ids: str | Sequence[str]) -> None:
-        if isinstance(ids, str):
-            embeddings, ids = [embeddings], [ids]
-        ids = check_ids(ids, len(embeddings), set(self.ids))
-        for clip_id, emb in zip(ids, embeddings):
-            arr = clip_frames(emb, clip_id, self.reference.shape[1])
-            self.ids.append(clip_id)
-            self._frames.append(arr)
+        """Add clips: one [frames, dim] array with one id, or a list of them with a list of ids."""
+        add_clip_frames(self.ids, self._frames, embeddings, ids, self.reference.shape[1])
 
     def _block_sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sizes [C], K_gg [C, C] clip-block kernel sums, K_gr [C] clip-vs-reference sums)."""

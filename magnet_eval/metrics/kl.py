@@ -33,7 +33,12 @@ MIN_SEGMENT_SECONDS = 0.15
 
 
 def kl_divergence(p: np.ndarray, q: np.ndarray, eps: float = EPS) -> np.ndarray:
-    """KL(p || q) per row, with eps added to q only (as audiocraft) and 0 log 0 = 0."""
+    """KL(p || q) along the last axis, natural log, 0 log 0 = 0, with `eps` added to q only.
+
+    The one KL of the toolkit. eps = 1e-6 (default) is audiocraft's `kld` for classifier
+    probabilities, where q can hold exact zeros; MIRDD passes eps = 0 because its additive
+    smoothing already keeps q > 0 (an eps would shift its values).
+    """
     p = np.asarray(p, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -21,37 +21,28 @@ neither bins, smoothing nor direction; they are fixed here (docs/metrics.md, "MI
   (positive = the clip pulls the population away from the reference), plus its count
   descriptors as numbers (`mir/<name>`).
 
-For stem generation StemGen measures MIRDD on the generated stem summed with its context mix;
-`stem_plus_context` does the sum and `context=` selects it (see `evaluate_manifests`).
+The metric takes descriptors (`mir.descriptors.ClipDescriptors`) and returns numbers; the
+descriptors are extracted, cached and, for stem generation, taken of the generated stem summed
+with its context mix as StemGen measures it, outside the metric (`mir.extract.describe_manifests`,
+called by `evaluation`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..errors import MagnetEvalError
 from ..mir.descriptors import DESCRIPTOR_NAMES, DESCRIPTORS, ClipDescriptors, descriptor
 from ._common import MetricResult, bootstrap_counts, bootstrap_interval, check_ids
-
-if TYPE_CHECKING:
-    from ..embedding_cache import EmbeddingCache
-    from ..manifest import Manifest
+from .kl import kl_divergence
 
 SMOOTHING = 0.01
 DIRECTION = "KL(reference || generated)"
-CONTEXT_STEM = "context"
 COUNT_DESCRIPTORS = ("pitch_range", "n_pitch_classes", "percussive_density", "beats_per_bar", "chord_variety",
                      "chord_alteration_ratio")
-
-
-def stem_plus_context(stem: np.ndarray, context: np.ndarray) -> np.ndarray:
-    """Generated stem + its context mix (StemGen's MIRDD input); see `mir.extract.stem_plus_context`."""
-    from ..mir.extract import stem_plus_context as _mix
-
-    return _mix(stem, context)
 
 
 def smoothed_distribution(counts: np.ndarray, n: float | np.ndarray, smoothing: float = SMOOTHING) -> np.ndarray:
@@ -63,22 +54,13 @@ def smoothed_distribution(counts: np.ndarray, n: float | np.ndarray, smoothing: 
     return (counts + smoothing) / (total + k * smoothing)
 
 
-def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """KL(p || q) along the last axis, natural log, 0 log 0 = 0 (q > 0 wherever p > 0 after smoothing)."""
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - np.log(np.where(p > 0, q, 1.0))), 0.0)
-    return terms.sum(axis=-1)
-
-
 def descriptor_kl(reference_mass: np.ndarray, generated_mass: np.ndarray, smoothing: float = SMOOTHING) -> float:
     """KL(reference || generated) of one descriptor from per-clip masses [clips, bins] of each side."""
     r = np.asarray(reference_mass, dtype=np.float64)
     g = np.asarray(generated_mass, dtype=np.float64)
     p = smoothed_distribution(r.sum(0), r.shape[0], smoothing)
     q = smoothed_distribution(g.sum(0), g.shape[0], smoothing)
-    return float(kl_divergence(p, q))
+    return float(kl_divergence(p, q, eps=0.0))
 
 
 def _as_list(descriptors, ids) -> tuple[list[ClipDescriptors], list[str]]:
@@ -152,7 +134,7 @@ class MIRDD:
         for n in self.names:
             p = smoothed_distribution(ref_counts[n], n_ref, self.smoothing)
             q = smoothed_distribution(gen_counts[n], n_gen, self.smoothing)
-            out.append(kl_divergence(p, q))
+            out.append(kl_divergence(p, q, eps=0.0))  # smoothing already keeps q > 0
         return np.stack(out, axis=-1)
 
     def compute(self) -> list[MetricResult]:
@@ -207,50 +189,6 @@ class MIRDD:
                 **common))
         return results
 
-    # ------------------------------------------------------------------ manifests
-
-    @classmethod
-    def evaluate_manifests(cls, generated: "Manifest", reference: "Manifest", *, normalize: bool = True,
-                           headroom_db: float = 14.0, cache: "EmbeddingCache | None" = None, n_bootstrap: int = 200,
-                           ci: float = 0.95, seed: int = 0, context: str | None = "auto", workers: int = 2,
-                           smoothing: float = SMOOTHING) -> list[MetricResult]:
-        """MIRDD of a generated manifest against a reference manifest (populations, not pairs).
-
-        context: the `stems` key holding each generated clip's context mix; "auto" (default) uses
-        "context" when every generated entry has one (stem generation) and plain audio otherwise;
-        None never mixes. Reference entries with that stem are mixed the same way; those without
-        it are taken as full mixes already.
-        """
-        from ..mir.extract import describe_files
-
-        gen_entries = generated.with_audio().entries
-        ref_entries = reference.with_audio().entries
-        if not gen_entries:
-            raise MagnetEvalError("MIRDD: the generated manifest has no audio")
-        if not ref_entries:
-            raise MagnetEvalError("MIRDD: the reference manifest has no audio")
-        key = context
-        if context == "auto":
-            key = CONTEXT_STEM if all(CONTEXT_STEM in e.stems for e in gen_entries) else None
-        if key is not None:
-            missing = [e.id for e in gen_entries if key not in e.stems]
-            if missing:
-                raise MagnetEvalError(f"MIRDD on stem + context: {len(missing)} generated entries have no "
-                                      f"'{key}' stem (first: {missing[0]})")
-        gen_items = [(e.id, e.audio_path, e.stems.get(key) if key else None) for e in gen_entries]
-        ref_items = [(e.id, e.audio_path, e.stems.get(key) if key else None) for e in ref_entries]
-        opts = dict(cache=cache, normalize=normalize, headroom_db=headroom_db, workers=workers)
-        ref = describe_files(ref_items, description="reference MIR descriptors", **opts)
-        gen = describe_files(gen_items, description="generated MIR descriptors", **opts)
-        metric = cls(ref, smoothing=smoothing, n_bootstrap=n_bootstrap, ci=ci, seed=seed)
-        metric.update(gen)
-        results = metric.compute()
-        from ..mir.extract import weights_id
-
-        results[0].details.update({"extractor": weights_id(), "stem_plus_context": key is not None,
-                                   "context_stem": key})
-        return results
-
 
 def _interval(samples: np.ndarray, estimate: float, ci: float) -> tuple[float, float]:
     """The shared bias-corrected bootstrap interval, its lower end kept at >= 0 (a KL is never negative)."""
@@ -263,29 +201,4 @@ def _top(bins: Sequence[str], p: np.ndarray, k: int = 5) -> dict[str, float]:
     return {bins[i]: round(float(p[i]), 4) for i in order}
 
 
-def compute_mirdd(generated: "Manifest", reference: "Manifest", *, system: str = "system",
-                  reference_label: str | None = None, **options) -> tuple[list[dict], list[dict]]:
-    """(result rows, per-sample rows) in the agreed results schema, for `evaluate` or a script.
-
-    Result rows: metric "mirdd" and "mirdd/<descriptor>", with columns system, metric, value,
-    ci_low, ci_high, n_generated, n_reference, embedder ("essentia"), reference, status, details
-    (JSON). Per-sample rows: system, id, metric, value. `options` go to `MIRDD.evaluate_manifests`.
-    """
-    import json
-
-    results = MIRDD.evaluate_manifests(generated, reference, **options)
-    ref_label = reference_label if reference_label is not None else (reference.source or "<manifest>")
-    rows, samples = [], []
-    for r in results:
-        rows.append({"system": system, "metric": r.metric, "value": float(r.value), "ci_low": float(r.ci_low),
-                     "ci_high": float(r.ci_high), "n_generated": int(r.n_generated), "n_reference": int(r.n_reference),
-                     "embedder": "essentia", "reference": ref_label, "status": r.status,
-                     "details": json.dumps(r.details, default=str)})
-        for metric, values in r.per_sample.items():
-            for clip_id, v in values.items():
-                samples.append({"system": system, "id": clip_id, "metric": metric, "value": float(v)})
-    return rows, samples
-
-
-__all__ = ["MIRDD", "SMOOTHING", "DIRECTION", "compute_mirdd", "stem_plus_context", "descriptor_kl",
-           "kl_divergence", "smoothed_distribution", "DESCRIPTORS"]
+__all__ = ["MIRDD", "SMOOTHING", "DIRECTION", "descriptor_kl", "smoothed_distribution", "DESCRIPTORS"]

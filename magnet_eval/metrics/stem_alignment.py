@@ -9,7 +9,7 @@ whether it plays *with* the mix. These metrics compare a stem with its context (
 - onset F-measure: `mir_eval.onset.f_measure` (50 ms window) between the context's onsets and
   the stem's onsets (players in time share onsets);
 - chroma agreement: cosine of the time-averaged chroma profiles of stem and context (chroma from
-  `metrics.chroma.ChromaExtractor` without argmax; each frame is max-normalised, so loud and
+  `mir.chroma.ChromaExtractor` without argmax; each frame is max-normalised, so loud and
   quiet notes count alike and silent frames count ~0);
 - key agreement: `mir_eval.key.weighted_score` between the keys estimated (Krumhansl-Kessler
   profiles) from the two chroma profiles: 1 same key, 0.5 a fifth apart, 0.3 relative, 0.2
@@ -144,7 +144,7 @@ def alignment_features(wav: np.ndarray, sample_rate: int) -> AlignmentFeatures:
     import librosa
 
     from ..audio import check_finite, resample, to_mono
-    from .chroma import SAMPLE_RATE, ChromaExtractor
+    from ..mir.chroma import SAMPLE_RATE, ChromaExtractor
 
     x = to_mono(np.asarray(wav, dtype=np.float32))
     check_finite(x, "alignment features")

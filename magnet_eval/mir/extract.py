@@ -13,13 +13,17 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..embedding_cache import EmbeddingCache, file_sha1, preprocess_tag
-from ..errors import AudioError
+from ..embedding_cache import EmbeddingCache, preprocess_tag
+from ..errors import AudioError, MagnetEvalError
+from ..files import file_sha1
 from .descriptors import DESCRIPTOR_VERSION, SAMPLE_RATE, VECTOR_SIZE, ClipDescriptors, extract_descriptors
+
+if TYPE_CHECKING:
+    from ..manifest import Manifest
 
 CACHE_NAME = "mir-descriptors"
 
@@ -161,3 +165,39 @@ def describe_files(
                 finish(clip_id, cpath, _describe_job(path, ctx, normalize, headroom_db))
                 progress.advance(task)
     return {i: done[i] for i in ids}
+
+
+CONTEXT_STEM = "context"
+
+
+def describe_manifests(generated: "Manifest", reference: "Manifest", *, context: str | None = "auto",
+                       cache: EmbeddingCache | None = None, normalize: bool = True, headroom_db: float = 14.0,
+                       workers: int = 2) -> tuple[dict[str, ClipDescriptors], dict[str, ClipDescriptors], str | None]:
+    """MIRDD's inputs: (generated descriptors, reference descriptors, the context stem used or None).
+
+    Populations, not pairs: every entry with audio on each side. context: the `stems` key holding
+    each generated clip's context mix; "auto" uses "context" when every generated entry has one
+    (stem generation, measured on stem + context as StemGen does) and plain audio otherwise; None
+    never mixes. Reference entries with that stem are mixed the same way; those without it are
+    taken as full mixes already.
+    """
+    gen_entries = generated.with_audio().entries
+    ref_entries = reference.with_audio().entries
+    if not gen_entries:
+        raise MagnetEvalError("MIRDD: the generated manifest has no audio")
+    if not ref_entries:
+        raise MagnetEvalError("MIRDD: the reference manifest has no audio")
+    key = context
+    if context == "auto":
+        key = CONTEXT_STEM if all(CONTEXT_STEM in e.stems for e in gen_entries) else None
+    if key is not None:
+        missing = [e.id for e in gen_entries if key not in e.stems]
+        if missing:
+            raise MagnetEvalError(f"MIRDD on stem + context: {len(missing)} generated entries have no "
+                                  f"'{key}' stem (first: {missing[0]})")
+    gen_items = [(e.id, e.audio_path, e.stems.get(key) if key else None) for e in gen_entries]
+    ref_items = [(e.id, e.audio_path, e.stems.get(key) if key else None) for e in ref_entries]
+    opts = dict(cache=cache, normalize=normalize, headroom_db=headroom_db, workers=workers)
+    ref = describe_files(ref_items, description="reference MIR descriptors", **opts)
+    gen = describe_files(gen_items, description="generated MIR descriptors", **opts)
+    return gen, ref, key

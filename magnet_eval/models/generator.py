@@ -169,11 +169,17 @@ class Generator:
         (default: derived from `seed` and the prompt's index). decoding_params: the model's knobs
         (see MagnetDecoding / MusicGenDecoding; None values keep the defaults). prompt_codes [1 or B,
         K, P] (`encode_prompt`): every clip continues this audio, whose tokens it keeps bit for bit;
-        `duration` counts the prompt (as audiocraft's `generate_continuation`).
+        `duration` counts the prompt (as audiocraft's `generate_continuation`). A `rescorer` entry in
+        decoding_params (a MusicGen spec) calls `set_rescorer` once, so knob-only callers (`bench
+        latency --param rescorer=...`) can time rescoring; its loading happens on the first call.
         """
         prompts = list(prompts)
         if not prompts:
             raise MagnetEvalError("no prompts to generate")
+        spec = decoding_params.pop("rescorer", None)  # e.g. `bench latency --param rescorer=musicgen-small`
+        if spec is not None and (self.rescorer is None or spec != self.rescorer_name):
+            self.set_rescorer(load_generator(str(spec), device=self.device, dtype=self.lm.emb[0].weight.dtype),
+                              name=str(spec))
         dec = self.decoding(**decoding_params)
         if seeds is None:
             seeds = [derive_seed(seed, i) for i in range(len(prompts))]

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ..files import atomic_write
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -65,9 +67,8 @@ def build_report(
                        latency=latency, audio_rows=rows, audio_systems=systems, notes=list(notes), files=files,
                        sections=sections)
     index = out / "index.html"
-    tmp = out / ".index.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(index)
+    with atomic_write(index) as f:
+        f.write(page.encode("utf-8"))
     (out / "report.json").write_text(json.dumps({
         "title": title, "notes": list(notes), "systems": list(dict.fromkeys(res["system"])),
         "files": files, "audio": rows,

@@ -91,12 +91,7 @@ def plot_metric_bars(results: "pd.DataFrame", out_png: str | Path, metrics: Sequ
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out_png)
 
 
 def plot_latency(latency: "pd.DataFrame", out_png: str | Path, title: str | None = None) -> Path | None:
@@ -144,6 +139,11 @@ def plot_latency(latency: "pd.DataFrame", out_png: str | Path, title: str | None
     ax_l.legend(fontsize=8)
     sub = _subtitle(latency)
     fig.suptitle((title + "\n" if title else "") + sub, fontsize=9)
+    return _save(plt, fig, out_png)
+
+
+def _save(plt, fig, out_png: str | Path) -> Path:
+    """Lay out, write (parents created) and close `fig`: both figures leave the same way, at the same dpi."""
     fig.tight_layout()
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)

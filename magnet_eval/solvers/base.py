@@ -39,8 +39,6 @@ from .interface import Solver, StepOutput, StepRandom, TrainConfig, TrainResult,
 from .optim import EMA, autocast_dtype, make_optimizer
 from .train_log import LOG_NAME, PLOT_NAME, LossColumn, RateColumn, TrainLog, last_valid_metrics, plot_log
 
-# names older code and tests import from here (the loop's own vocabulary)
-_rng_state, _set_rng_state = rng_state, set_rng_state
 __all__ = ["CHECKPOINT_NAME", "CONFIG_NAME", "KILL_ENV", "Solver", "StepOutput", "StepRandom", "TrainConfig",
            "TrainResult", "config_hash", "fit", "load_checkpoint"]
 

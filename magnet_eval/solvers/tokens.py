@@ -11,8 +11,6 @@ part that trains.
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -21,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import AudioError, ManifestError
-from ..files import load_torch
+from ..files import atomic_write, load_torch
 from ..manifest import Manifest
 from ..paths import cache_dir
 from ..progress import track, warn
@@ -68,11 +66,8 @@ def condition_dir(encoder_key: str) -> Path:
 
 
 def _save_atomic_npy(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: parallel trainings share the cache
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:  # a unique temporary name: parallel trainings share the cache
         np.save(f, arr)
-    tmp.replace(path)
 
 
 def encode_clips(
@@ -145,12 +140,8 @@ def encode_texts(
             e = emb[j].detach().cpu().float()[valid]
             if e.shape[0] == 0:  # an empty caption: keep one zero row so shapes stay valid
                 e = torch.zeros(1, emb.shape[-1])
-            buf = io.BytesIO()
-            torch.save({"emb": e.half(), "text": text}, buf)
-            path = folder / f"{text_sha256(text)[:40]}.pt"
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(buf.getvalue())
-            tmp.replace(path)
+            with atomic_write(folder / f"{text_sha256(text)[:40]}.pt") as f:
+                torch.save({"emb": e.half(), "text": text}, f)
             result[text] = e.half().float()
     return [result[t] for t in texts]
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Optional
 
 from rich.progress import ProgressColumn
 from rich.text import Text
 
+from ..files import atomic_write
 from ..progress import warn
 
 LOG_NAME = "train_log.csv"
@@ -42,9 +42,8 @@ class TrainLog:
         for r in self.rows:
             cols += [k for k in r if k not in cols]
         df = pd.DataFrame(self.rows, columns=cols)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, self.path)
+        with atomic_write(self.path) as f:
+            df.to_csv(f, index=False)
 
 
 def plot_log(log_csv: Path, out_png: Path, title: str = "") -> Optional[Path]:

@@ -32,6 +32,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import MagnetEvalError
+from ..files import atomic_write
 from ..manifest import Manifest, ManifestEntry
 from ..progress import info, make_progress
 from .captions import caption
@@ -183,10 +184,8 @@ def render_clip(out: str | Path, index: int, config: SynthConfig) -> dict:
     record = {"id": cid, "caption": text, "audio_path": audio_rel, "duration": float(config.duration),
               "labels": labels, "stems": stem_paths, "config": config.signature()}
     path = _record_path(out, cid)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(f".{path.name}.tmp")
-    tmp_path.write_text(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp_path.replace(path)
+    with atomic_write(path) as f:
+        f.write((json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
     return json.loads(path.read_text(encoding="utf-8"))
 
 

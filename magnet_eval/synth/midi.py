@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from ..files import atomic_write
 from .score import Piece
 
 TICKS_PER_BEAT = 480
@@ -87,8 +88,6 @@ def write_midi(path: str | Path, piece: Piece, parts: Iterable[str] | None = Non
                reverb: int = 40) -> Path:
     """Write the piece (or the named parts) to `path` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    piece_to_midi(piece, parts, end_beats, reverb).save(str(tmp))
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        piece_to_midi(piece, parts, end_beats, reverb).save(file=f)
     return path
