@@ -49,6 +49,7 @@ class StemGenTinyPreset:
     """Sizes of `reproduce --preset stemgen-tiny` (about 12 minutes on 2 CPU cores from an empty cache)."""
 
     tiny: TinyPreset = field(default_factory=TinyPreset)  # corpus + codec: the tiny preset's, shared
+    train_clips: Optional[int] = None  # train StemGen on the first N training clips only (None: all); valid kept
     steps: int = 200
     batch_size: int = 16
     lr: float = 2e-3
@@ -204,16 +205,31 @@ def reference_sets(train: Sequence[Any], classes: Sequence[str], folder: Path, s
 # ---------------------------------------------------------------------------------------------- model
 
 
+def training_manifest(manifest: Path, out: Path, train_clips: Optional[int]) -> Path:
+    """The corpus manifest, or (train_clips set) a copy holding the first N training clips and every other clip."""
+    if not train_clips:
+        return manifest
+    corpus = Manifest.read(manifest)
+    seen, keep = 0, []
+    for e in corpus:
+        if e.labels.get("split") in (None, "train"):
+            seen += 1
+            if seen > train_clips:
+                continue
+        keep.append(e)
+    return Manifest(keep).write(out / f"manifest_train{int(train_clips)}.jsonl")
+
+
 def train_model(manifest: Path, codec: Path, out: Path, preset: StemGenTinyPreset) -> Path:
     """The tiny StemGen (a finished run with the same settings is reused without re-encoding the corpus)."""
     from .solvers.stemgen import train_stemgen
 
-    want = {"manifest": str(manifest), "codec": str(codec), "steps": preset.steps, "batch": preset.batch_size,
+    want = {"manifest": str(manifest), "train_clips": preset.train_clips, "codec": str(codec), "steps": preset.steps, "batch": preset.batch_size,
             "lr": preset.lr, "segment": preset.segment_seconds, "seed": preset.seed}
     done, export = out / "reproduce_done.json", out / "stemgen.pt"
     if done.is_file() and export.is_file() and json.loads(done.read_text()) == want:
         return export
-    path = train_stemgen(manifest, out, codec, PRESET_NAME, preset.steps, preset.batch_size, preset.lr,
+    path = train_stemgen(training_manifest(manifest, out.parent, preset.train_clips), out, codec, PRESET_NAME, preset.steps, preset.batch_size, preset.lr,
                          preset.segment_seconds, seed=preset.seed,
                          train_overrides={"valid_every": preset.steps})  # one validation, at the end (for the note)
     done.write_text(json.dumps(want))

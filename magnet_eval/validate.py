@@ -124,6 +124,37 @@ def generation_duration(name: str, value: Any, frame_rate: float = DEFAULT_FRAME
                           why_max=f"seconds; sinusoidal positions repeat after 2*pi*{max_period:g} frames at {frame_rate:g} Hz")
 
 
+def available_memory_bytes(device: Any = "cpu") -> Optional[int]:
+    """Free memory of a device: CUDA's free bytes, or the kernel's MemAvailable on CPU; None when unknown."""
+    dev = str(device)
+    if dev.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info(torch.device(dev))[0]) if torch.cuda.is_available() else None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def generation_memory(duration: float, batch: int, need_bytes: int, device: Any = "cpu",
+                      what: str = "generation") -> None:
+    """Refuse a generation whose estimated peak memory exceeds what the device has free, before it starts.
+
+    need_bytes is the model's own estimate (e.g. MAGNeT materialises one layer's attention weights,
+    CFG-doubled batch x heads x frames^2); the message says which knob to lower.
+    """
+    free = available_memory_bytes(device)
+    if free is not None and need_bytes > free:
+        gib = 1024 ** 3
+        raise InvalidOptionError(
+            f"--duration {duration:g} s at --batch-size {batch} needs about {need_bytes / gib:.1f} GiB for {what} "
+            f"on {device}, more than the {free / gib:.1f} GiB free there; lower --duration or --batch-size")
+
+
 def decoding_options(options: Mapping[str, Any], prefix: str = "--") -> None:
     """Check generation knobs before a model is loaded: temperature > 0, top-p in [0, 1] (0 = off, as
     MusicGen's documented default), top-k >= 0, finite CFG coefficients, decoding steps >= 1."""
@@ -236,5 +267,6 @@ def existing_path(path: str | Path, option: str, error: type = InvalidOptionErro
 __all__ = [
     "finite_float", "positive_float", "non_negative_float", "probability", "non_negative_int", "positive_int",
     "non_empty_text", "one_of", "generation_duration", "max_generation_seconds", "decoding_options",
+    "available_memory_bytes", "generation_memory",
     "writable_output", "readable_file", "readable_audio_file", "read_text", "existing_path",
 ]

@@ -176,3 +176,20 @@ def test_checkpoint_folder_with_audiocraft_package(tmp_path, codec):
         assert g.codec.config.name == "tiny"
     codes, wav, sr = g.generate(["a drum loop"], duration=0.2, seed=0)
     assert codes.shape == (1, 4, 10) and wav.shape[0] == 1
+
+
+def test_generation_beyond_free_memory_is_refused_before_it_starts(monkeypatch):
+    """The duration bound from memory: MAGNeT's attention grows with frames^2; refuse what cannot fit."""
+    import magnet_eval.validate as validate
+    from magnet_eval.errors import InvalidOptionError
+    from magnet_eval.models.generator import load_generator
+
+    gen = load_generator("magnet-tiny")
+    need_10s = gen.peak_memory_bytes(2, gen.frames_for(10.0))
+    assert gen.peak_memory_bytes(2, gen.frames_for(20.0)) == 4 * need_10s  # quadratic in frames
+    monkeypatch.setattr(validate, "available_memory_bytes", lambda device="cpu": need_10s - 1)
+    calls = []
+    monkeypatch.setattr(gen.lm, "generate", lambda *a, **k: calls.append(1))
+    with pytest.raises(InvalidOptionError, match=r"--duration 10 s at --batch-size 2 needs about .* lower --duration"):
+        gen.generate(["a", "b"], duration=10.0)
+    assert calls == []  # nothing was generated

@@ -31,9 +31,10 @@ def main(
     writable_output(work_dir or cache_dir() / "reproduce" / work_name, "--work-dir", kind="dir")
     if limit is not None:
         positive_int("--limit", limit)
-    for opt, value in (("--captions", captions), ("--audio-dir", audio_dir)):
-        if value is not None:
-            existing_path(value, opt)
+    if preset not in PAPER:  # a paper preset lists everything it lacks at once (paper_requirements), these included
+        for opt, value in (("--captions", captions), ("--audio-dir", audio_dir)):
+            if value is not None:
+                existing_path(value, opt)
     work = work_dir or cache_dir() / "reproduce" / work_name
     work.mkdir(parents=True, exist_ok=True)
     if preset == "tiny":

@@ -30,6 +30,7 @@ import torch
 
 from ..errors import MagnetEvalError, MissingWeightsError
 from ..progress import make_progress, warn
+from ..validate import generation_memory
 from .checkpoints import codec_spec_for, is_lm_hub_name, load_lm, resolve_lm_checkpoint
 from .build import build_lm
 from .lm import LMModel
@@ -158,6 +159,17 @@ class Generator:
             raise MagnetEvalError(f"duration {duration} s is shorter than one codec frame")
         return frames
 
+    def peak_memory_bytes(self, batch: int, frames: int) -> int:
+        """A lower bound of generation's peak memory beyond the weights: MAGNeT materialises one layer's
+        attention weights and their softmax (CFG-doubled batch x heads x frames^2); MusicGen holds a
+        key/value cache per layer (CFG-doubled batch x frames x dim)."""
+        cfg = self.lm.cfg
+        elem = self.lm.emb[0].weight.element_size()
+        rows = 2 * batch  # conditional and unconditional passes in one batch
+        if self.kind == "magnet":
+            return 2 * rows * cfg.num_heads * frames * frames * elem
+        return 2 * cfg.num_layers * rows * frames * cfg.dim * elem
+
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], duration: float = 10.0, seed: int = 0,
                  batch_size: Optional[int] = None, seeds: Optional[Sequence[int]] = None,
@@ -199,6 +211,8 @@ class Generator:
                                       f"shorter than --duration {duration} s: nothing would be generated")
             prompt_codes = prompt_codes[:, :self.lm.n_q].expand(len(prompts), -1, -1)
         bs = int(batch_size or len(prompts))
+        generation_memory(duration, min(bs, len(prompts)), self.peak_memory_bytes(min(bs, len(prompts)), frames),
+                          self.device, what=f"{self.name}'s {'attention' if self.kind == 'magnet' else 'key/value cache'}")
         all_codes, all_wavs = [], []
         steps = passes = rescorer_passes = 0
         t0 = time.perf_counter()
