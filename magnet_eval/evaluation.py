@@ -57,10 +57,34 @@ WEIGHTS_NOT_AVAILABLE = "weights not available"
 # ----------------------------------------------------------------------------- model lookup
 
 
+#: models loaded in this process, by (kind, name, weights file): every metric, system and reference of a
+#: run (and `reproduce` / `compare`, which evaluate many) shares one loaded copy instead of reloading it
+_LOADED: dict[tuple[str, str, str], Any] = {}
+
+
+def _loaded(kind: str, spec: str, weights: str | Path | None, load: Callable[[], Any]) -> Any:
+    key = (kind, spec, str(Path(weights).expanduser().resolve()) if weights else "")
+    if key not in _LOADED:
+        _LOADED[key] = load()
+    return _LOADED[key]
+
+
+def forget_loaded_models() -> None:
+    """Drop the per-process model cache (tests; or to free memory between runs)."""
+    _LOADED.clear()
+    _REFERENCE_STATS.clear()
+    _GEOMETRY.clear()
+
+
 def load_embedder(spec: Any, weights: str | Path | None = None):
-    """An Embedder from a name (`embedders.get_embedder(name).load(weights)`) or an object already built."""
+    """An Embedder from a name (`embedders.get_embedder(name).load(weights)`, loaded once per process)
+    or an object already built."""
     if not isinstance(spec, str):
         return spec
+    return _loaded("embedder", spec, weights, lambda: _load_embedder(spec, weights))
+
+
+def _load_embedder(spec: str, weights: str | Path | None):
     try:
         from .embedders import get_embedder
     except ImportError as exc:  # the embedder registry is missing from this installation
@@ -72,9 +96,13 @@ def load_embedder(spec: Any, weights: str | Path | None = None):
 
 
 def load_classifier(spec: Any):
-    """A classifier from a name (`embedders.classifiers.get_classifier(name).load()`) or an object."""
+    """A classifier from a name (`embedders.classifiers.get_classifier(name).load()`, once per process) or an object."""
     if not isinstance(spec, str):
         return spec
+    return _loaded("classifier", spec, None, lambda: _load_classifier(spec))
+
+
+def _load_classifier(spec: str):
     try:
         from .embedders.classifiers import get_classifier
     except ImportError as exc:
@@ -126,6 +154,7 @@ class _Run:
     seed: int
     strict_pairing: bool
     reference_label: str
+    batch_size: int = 1
     results: list[tuple[MetricResult, str]] = field(default_factory=list)  # (result, model label)
     _embeddings: dict = field(default_factory=dict)
 
@@ -141,7 +170,7 @@ class _Run:
                 warn(f"{len(missing)} {side} entries have no audio file and are left out "
                      f"(first: {missing[0].id})")
             self._embeddings[key] = embed_files(self.items(man), embedder, cache=self.cache, normalize=self.normalize,
-                                                headroom_db=self.headroom_db,
+                                                headroom_db=self.headroom_db, batch_size=self.batch_size,
                                                 description=f"{side} {embedder.name} embeddings")
         return self._embeddings[key]
 
@@ -154,19 +183,62 @@ class _Run:
             return self.reference
         if self.reference is None:
             raise MagnetEvalError("FAD/KAD need a reference: an audio manifest or a stats .npz file")
-        key = ("stats", id(embedder), need_frames)
-        if key not in self._embeddings:
+        # once per reference and embedder in this process: the Gaussian, the KAD bandwidth and the reference's
+        # O(M^2) kernel term do not depend on the system under test
+        key = (_manifest_identity(self.reference), str(embedder.name), str(embedder.weights_id),
+               str(getattr(embedder, "version", "")), self.normalize, float(self.headroom_db), self.seed,
+               str(self.cache.root), self.cache.enabled)
+        have = _REFERENCE_STATS.get(key)
+        if have is None or (need_frames and have.kad_reference_term is None):
             emb = self.embeddings(embedder, "reference")
-            self._embeddings[key] = stats_from_embeddings(
-                emb, embedder, manifest_path=self.reference.source, normalize=self.normalize,
-                headroom_db=self.headroom_db, seed=self.seed, kad=need_frames)
-        return self._embeddings[key]
+            have = stats_from_embeddings(emb, embedder, manifest_path=self.reference.source, normalize=self.normalize,
+                                         headroom_db=self.headroom_db, seed=self.seed, kad=need_frames)
+            if len(_REFERENCE_STATS) >= 8:
+                _REFERENCE_STATS.pop(next(iter(_REFERENCE_STATS)))
+            _REFERENCE_STATS[key] = have
+        return have
 
     def reference_manifest(self, metric: str) -> Manifest:
         if not isinstance(self.reference, Manifest):
             raise MagnetEvalError(f"{metric} compares clips pairwise and needs reference audio (a manifest), "
                                   "not cached statistics")
         return self.reference
+
+
+#: reference statistics computed in this process, by (reference clips, embedder, preprocessing, seed)
+_REFERENCE_STATS: dict[tuple, ReferenceStats] = {}
+
+
+def _manifest_identity(man: Manifest) -> tuple:
+    """What the reference statistics depend on: the clips (ids, files with their size and mtime)."""
+    import os
+
+    out = []
+    for e in man.with_audio():
+        try:
+            st = os.stat(e.audio_path)
+            out.append((e.id, os.path.abspath(e.audio_path), st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((e.id, str(e.audio_path), -1, -1))
+    return tuple(out)
+
+
+#: the FAD reference's eigendecomposition (seconds for a 2048-d embedder), once per statistics object
+_GEOMETRY: dict[int, tuple[ReferenceStats, Any]] = {}
+
+
+def _reference_geometry(stats: ReferenceStats):
+    """`FixedGaussian` of these statistics, computed once while they are alive in this process."""
+    from .metrics.frechet import FixedGaussian
+
+    key = id(stats)
+    held = _GEOMETRY.get(key)
+    if held is None or held[0] is not stats:
+        if len(_GEOMETRY) >= 8:
+            _GEOMETRY.pop(next(iter(_GEOMETRY)))
+        held = (stats, FixedGaussian(stats.mean, stats.cov))
+        _GEOMETRY[key] = held
+    return held[1]
 
 
 def _fad_kad(run: _Run, embedder, want: list[str]) -> list[MetricResult]:
@@ -179,7 +251,8 @@ def _fad_kad(run: _Run, embedder, want: list[str]) -> list[MetricResult]:
     n_ref = stats.n_clips
     out = []
     if "fad" in want:
-        fad = FAD(stats.gaussian(), n_bootstrap=run.n_bootstrap, ci=run.ci, seed=run.seed)
+        fad = FAD(stats.gaussian(), n_bootstrap=run.n_bootstrap, ci=run.ci, seed=run.seed,
+                  reference_geometry=_reference_geometry(stats))
         fad.update([gen[i] for i in ids], ids)
         res = fad.compute()
         inf = fad.compute_fad_inf()
@@ -341,6 +414,7 @@ def evaluate(
     on_missing_weights: str = "raise",
     on_error: str = "raise",
     strict_pairing: bool = False,
+    batch_size: int = 1,
 ) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     """Compute `metrics` for one system; returns (results DataFrame, per-sample DataFrame).
 
@@ -348,6 +422,7 @@ def evaluate(
     kl_musicnn, clap, mirdd, chroma_cosine. embedder: the FAD/KAD embedder (name or object);
     weights: an explicit weights file for it (default: its usual cache location).
     kl_classifier: None = PaSST when its weights are present, else musicnn; or a name/object.
+    batch_size: clips per embedder forward pass where the embedder batches (results equal batch 1's).
     """
     if on_missing_weights not in ("raise", "row") or on_error not in ("raise", "row"):
         raise MagnetEvalError("on_missing_weights / on_error must be 'raise' or 'row'")
@@ -370,8 +445,10 @@ def evaluate(
         ref_label = ref.source or "<manifest>"
     else:
         ref_label = ""
+    from .validate import positive_int
+
     run = _Run(gen, ref, system, cache or EmbeddingCache(), normalize, headroom_db, n_bootstrap, ci, seed,
-               strict_pairing, ref_label)
+               strict_pairing, ref_label, positive_int("batch_size (--batch-size)", batch_size))
 
     def guarded(rows: list[str], label: str, fn: Callable[[], list[MetricResult]]) -> None:
         try:

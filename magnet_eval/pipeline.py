@@ -101,6 +101,32 @@ def read_log(path: Path) -> dict[str, dict]:
     return done
 
 
+RANK_LOG = "log.rank{rank}.jsonl"
+RANK_LOG_GLOB = "log.rank*.jsonl"
+
+
+def merge_rank_logs(out: Path, order: Sequence[str]) -> None:
+    """Fold the per-rank logs of a sharded run (finished or killed) into OUT/log.jsonl, in manifest order
+    (ids not in `order` last); written atomically, then the rank logs are removed."""
+    from .files import atomic_write
+
+    rank_logs = sorted(out.glob(RANK_LOG_GLOB))
+    if not rank_logs:
+        return
+    log_path = out / LOG_FILE
+    have = read_log(log_path)
+    new: dict[str, dict] = {}
+    for p in rank_logs:
+        new.update({k: v for k, v in read_log(p).items() if k not in have})
+    pos = {clip_id: i for i, clip_id in enumerate(order)}
+    lines = [json.dumps(new[k]) + "\n" for k in sorted(new, key=lambda k: (pos.get(k, len(pos)), k))]
+    old = log_path.read_text(encoding="utf-8") if log_path.is_file() else ""
+    with atomic_write(log_path, "w") as f:
+        f.write(old + "".join(lines))
+    for p in rank_logs:
+        p.unlink(missing_ok=True)
+
+
 def batch_invariant(device: str, dtype: Optional[str]) -> bool:
     """Whether a clip's audio is bit-identical whatever its batch on this device and precision.
 
@@ -200,15 +226,26 @@ def generate(model: str, prompts: str, out: Path, *, duration: float = 10.0, bat
     settings = {"model": model, "duration": duration, "seed": seed, "dtype": dtype, **system.settings(**decoding)}
     sys_device = str(getattr(system, "device", device))
 
+    from . import sharding
+
     log_path = out / LOG_FILE
+    order = [r.id for r in requests]
+    if sharding.is_main():  # before any rank reads the log: start again, or take in a killed sharded run's logs
+        if overwrite:
+            for p in [log_path, *out.glob(RANK_LOG_GLOB)]:
+                p.unlink(missing_ok=True)
+        else:
+            merge_rank_logs(out, order)
+    sharding.barrier()
     done = read_log(log_path)
-    if overwrite:
-        done = {}
-        log_path.unlink(missing_ok=True)
     check_resume(out, done, settings, batch_size, sys_device)
-    todo = [r for r in requests if not (r.id in done and (out / f"{r.id}.wav").is_file())]
-    if len(todo) < len(requests):
-        info(f"resuming: {len(requests) - len(todo)} of {len(requests)} clips already in {out}")
+    rank, world = sharding.rank_world()
+    if world > 1:  # every world-th prompt in manifest order; each rank logs to its own file, merged by rank 0
+        log_path = out / RANK_LOG.format(rank=rank)
+    mine = sharding.shard(requests)
+    todo = [r for r in mine if not (r.id in done and (out / f"{r.id}.wav").is_file())]
+    if len(todo) < len(mine):
+        info(f"resuming: {len(mine) - len(todo)} of {len(mine)} clips already in {out}")
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     for batch in (track(batches, f"generating with {system.name}") if batches else []):
         seeds = [derive_seed(seed, r.id) for r in batch]
@@ -226,6 +263,10 @@ def generate(model: str, prompts: str, out: Path, *, duration: float = 10.0, bat
                        "rescorer_forward_passes": stats.get("rescorer_forward_passes"), "device": sys_device}
                 log.write(json.dumps(rec) + "\n")
             log.flush()
+    sharding.barrier()
+    if not sharding.is_main():
+        return out / MANIFEST_FILE  # rank 0 merges the logs and writes the manifest
+    merge_rank_logs(out, order)
     entries = []
     for e in manifest:
         wav_path = out / f"{e.id}.wav"
@@ -260,12 +301,23 @@ def evaluate_to_files(generated: str | Path, system: str, jobs: Sequence[dict[st
         samples.append(per)
     results = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     per_sample = samples[0] if len(samples) == 1 else pd.concat(samples, ignore_index=True)
+    from . import sharding
+
+    if not sharding.is_main():  # under torchrun rank 0 writes the one results file and ledger row
+        return results, per_sample, _results_paths(out)
     paths = save_results(results, per_sample, out)
     if ledger is not False:
         from .ledger import record_results
 
         record_results(results, checkpoint=checkpoint or system, source=paths["results"], ledger=ledger)
     return results, per_sample, paths
+
+
+def _results_paths(out: str | Path) -> dict[str, Path]:
+    """Where `save_results` writes (what ranks other than 0 report without writing)."""
+    out = Path(out).with_suffix(".parquet")
+    return {"results": out, "csv": out.with_suffix(".csv"),
+            "per_sample": out.with_name(out.stem + ".per_sample.parquet")}
 
 
 def generate_and_evaluate(model: str, prompts: str | Path, reference: str | Path | None, out_dir: str | Path, *,

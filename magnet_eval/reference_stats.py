@@ -198,8 +198,9 @@ def stats_from_embeddings(
 
 
 def build_reference_stats(manifest, embedder, *, cache=None, normalize: bool = True, headroom_db: float = 14.0,
-                          max_frames: int = 10000, seed: int = 0) -> ReferenceStats:
-    """Embed every clip of `manifest` that has audio (cached per file) and summarise it (see module doc)."""
+                          max_frames: int = 10000, seed: int = 0, batch_size: int = 1) -> ReferenceStats:
+    """Embed every clip of `manifest` that has audio (cached per file; under torchrun each rank embeds its
+    shard and the embeddings are gathered, see `sharding`) and summarise it (see module doc)."""
     from .embedding_cache import embed_files
     from .progress import warn
 
@@ -211,7 +212,7 @@ def build_reference_stats(manifest, embedder, *, cache=None, normalize: bool = T
         raise MagnetEvalError(f"reference manifest {manifest.source}: no entry has an existing audio file")
     items = [(e.id, e.audio_path) for e in with_audio]
     emb = embed_files(items, embedder, cache=cache, normalize=normalize, headroom_db=headroom_db,
-                      description=f"reference {embedder.name} embeddings")
+                      description=f"reference {embedder.name} embeddings", batch_size=batch_size)
     durations = []
     import soundfile as sf
 

@@ -53,6 +53,7 @@ class VampNetTinyPreset:
     n_bootstrap: int = 100
     audio_examples: int = 4
     seed: int = 0
+    workers: int = 2  # processes for training the two parts and for vamping (1: all in this process)
 
 
 @dataclass
@@ -80,6 +81,14 @@ def _train_part(part: str, manifest: str, out: str, codec: str, budget: VampNetB
                              seconds, seed=seed, restart_stale=True))
 
 
+def _cache_tokens(manifest: Path, codec: Path) -> None:
+    from .models.codec import load_codec
+    from .solvers.recipes import prepare_tokens
+    from .solvers.tokens import file_sha256
+
+    prepare_tokens(Manifest.read(manifest), load_codec(str(codec)), file_sha256(codec), None, 0)
+
+
 def train_parts(manifest: Path, codec: Path, models_dir: Path, preset: VampNetTinyPreset, parallel: bool = True
                 ) -> dict[str, Path]:
     """The coarse and c2f models (two worker processes on >= 2 cores; finished runs are reused)."""
@@ -88,6 +97,7 @@ def train_parts(manifest: Path, codec: Path, models_dir: Path, preset: VampNetTi
     args = {p: (p, str(manifest), str(models_dir / p), str(codec), preset.train, preset.segment_seconds,
                 preset.seed, 1) for p in ("coarse", "c2f")}
     if parallel and (os.cpu_count() or 1) >= 2:
+        _cache_tokens(manifest, codec)  # once, here: the two workers then read the same cached tokens
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
@@ -230,7 +240,7 @@ def vamp_points(points: list[SweepPoint], folders: list[Path], paired: Path, cod
     jobs = [(str(paired), str(codec_path), str(prompts_path), [points[i] for i in idx], [str(folders[i]) for i in idx], preset, 1)
             for idx in loads if idx]
     if len(jobs) == 1:
-        _vamp_worker(*jobs[0][:-1], threads=2)
+        _vamp_worker(*jobs[0][:-1], threads=1)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -338,7 +348,8 @@ def run_vampnet_tiny(out: Path, work: Path, preset: VampNetTinyPreset = VampNetT
         codec_path = run.stage("codec (tiny, shared with the tiny preset)", lambda: train_tiny_codec(
             manifest, work / "models" / "codec", preset.tiny.train or TINY, preset.tiny.seed))
         parts = run.stage("train: VampNet coarse and c2f (tiny)", lambda: train_parts(
-            manifest, Path(codec_path), own / "models", preset))
+            manifest, Path(codec_path), own / "models", preset, parallel=preset.workers > 1))
+        torch.set_num_threads(1)  # small models on shared cores: one thread avoids OpenMP stalls (codec: 2)
         vn, codec_spec = pair_vampnet(parts["coarse"], parts["c2f"], name=PRESET_NAME)
         vn.eval()
         paired = own / "models" / PAIRED_NAME  # one file for `vamp --model` and `bench latency --models`
@@ -364,7 +375,7 @@ def run_vampnet_tiny(out: Path, work: Path, preset: VampNetTinyPreset = VampNetT
             make_point(p, held, vn, codec, folders[p.name], preset) for p in todo if p not in with_model])
         if with_model:
             run.stage(f"vamp: {len(with_model)} prompted points", lambda: vamp_points(
-                with_model, [folders[p.name] for p in with_model], paired, Path(codec_path), prompts_path, preset))
+                with_model, [folders[p.name] for p in with_model], paired, Path(codec_path), prompts_path, preset, workers=preset.workers))
         facts = {p.name: json.loads((folders[p.name] / "point.json").read_text()) for p in points}
         rows, result_files = [], []
         for p in points:

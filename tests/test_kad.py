@@ -87,3 +87,19 @@ def test_errors():
         kad.update(np.zeros((2, 4)), "a")
     with pytest.raises(MagnetEvalError, match="no generated clips"):
         kad.compute()
+
+
+def test_closed_form_leave_one_out_equals_the_naive_loop():
+    """The O(C^2) leave-one-out equals recomputing KAD with each clip's weight set to 0 (incl. 1-frame clips)."""
+    rng = np.random.default_rng(7)
+    ref = rng.normal(size=(50, 3))
+    clips = [rng.normal(size=(int(rng.integers(1, 5)), 3)) + 0.2 for _ in range(12)]
+    kad = KAD(ref, n_bootstrap=0)
+    kad.update(clips, [f"c{i}" for i in range(12)])
+    res = kad.compute()
+    sizes, k_gg, k_gr = kad._block_sums()
+    for i in range(12):
+        w = np.ones(12)
+        w[i] = 0.0
+        naive = res.value - kad._value(w, sizes, k_gg, k_gr)
+        assert res.per_sample["kad_contribution"][f"c{i}"] == pytest.approx(naive, rel=1e-9, abs=1e-12)

@@ -17,7 +17,7 @@ from magnet_eval.solvers.recipes import TinyBudget
 TOY = StemGenTinyPreset(
     tiny=TinyPreset(n_clips=16, clip_seconds=2.0, train=TinyBudget(codec_steps=2, codec_batch=2, codec_segment_seconds=0.5,
                                                                    lm_steps=2, lm_batch=2, lm_segment_seconds=1.0)),
-    steps=2, batch_size=2, segment_seconds=1.0, n_clips=4, clip_seconds=1.5, decoding_steps=(2, 1, 1, 1),
+    train_clips=4, steps=2, batch_size=2, segment_seconds=1.0, n_clips=4, clip_seconds=1.5, decoding_steps=(2, 1, 1, 1),
     fewer_steps=(1, 1, 1, 1), batch=4, n_reference=4, min_fad_clips=2, n_bootstrap=10, audio_examples=2)
 
 

@@ -19,7 +19,7 @@ from magnet_eval.solvers.vampnet import VampNetBudget
 TOY = VampNetTinyPreset(
     tiny=TinyPreset(n_clips=30, clip_seconds=3.0, train=TinyBudget(codec_steps=2, codec_batch=2, codec_segment_seconds=0.5)),
     train=VampNetBudget(steps=2, batch_size=2, lr=1e-3), segment_seconds=0.5, periods=(1, 4, 16), steps_sweep=(1, 12),
-    steps_period=4, n_clips=3, clip_seconds=1.0, n_bootstrap=10, audio_examples=1)
+    steps_period=4, n_clips=3, clip_seconds=1.0, n_bootstrap=10, audio_examples=1, workers=1)
 
 
 @pytest.fixture(scope="module")

@@ -70,16 +70,23 @@ def main(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
     ledger: Optional[Path] = typer.Option(None, "--ledger", help="Results ledger (SQLite; default ~/.cache/magnet-eval/ledger.sqlite)."),
     no_ledger: bool = typer.Option(False, "--no-ledger", help="Do not append this run to the results ledger."),
+    batch_size: int = typer.Option(1, "--batch-size", "-b", help="Clips per embedder forward pass (embedders that batch, e.g. musicnn; same values as 1)."),
 ) -> None:
-    """Measure generated audio against a reference: FAD (+FAD-inf), KAD, KL, CLAP score, MIRDD, chroma."""
+    """Measure generated audio against a reference: FAD (+FAD-inf), KAD, KL, CLAP score, MIRDD, chroma.
+
+    Under `torchrun --nproc_per_node N --no-python magnet-eval evaluate ...` each process embeds every N-th
+    clip; rank 0 writes the one results file and ledger row.
+    """
     from ..embedding_cache import EmbeddingCache
     from ..pipeline import evaluate_to_files
     from ..progress import info
     from ..errors import ManifestError
-    from ..validate import existing_path, non_negative_int, probability, readable_file, writable_output
+    from ..sharding import is_main, sharded_run
+    from ..validate import existing_path, non_negative_int, positive_int, probability, readable_file, writable_output
 
     # every option is checked before any audio is embedded (hours on a large set)
     non_negative_int("--bootstrap", bootstrap)
+    positive_int("--batch-size", batch_size)
     probability("--ci", ci, low_open=True, high_open=True)
     names = [m.strip() for m in metrics.split(",") if m.strip()]
     if not names:
@@ -102,15 +109,18 @@ def main(
         Ledger(ledger).check_appendable()  # a corrupt or read-only ledger stops the run now, not after it
     name = system or (generated.stem if generated.suffix == ".jsonl" and generated.stem != "manifest" else
                       (generated.parent.name if generated.suffix == ".jsonl" else generated.name))
-    results, per_sample, paths = evaluate_to_files(
-        generated, name, [{"reference": reference, "metrics": names, "embedder": embedder}], out,
-        ledger=False if no_ledger else ledger,
-        weights=weights, kl_classifier=kl_classifier, clap_model=clap_model,
-        cache=EmbeddingCache(cache_dir, enabled=not no_cache),
-        normalize=not no_normalize, n_bootstrap=bootstrap, ci=ci, seed=seed,
-        on_missing_weights="row" if skip_missing_weights else "raise",
-        on_error="row" if keep_going else "raise", strict_pairing=strict_pairing,
-    )
+    with sharded_run():
+        results, per_sample, paths = evaluate_to_files(
+            generated, name, [{"reference": reference, "metrics": names, "embedder": embedder}], out,
+            ledger=False if no_ledger else ledger,
+            weights=weights, kl_classifier=kl_classifier, clap_model=clap_model,
+            cache=EmbeddingCache(cache_dir, enabled=not no_cache),
+            normalize=not no_normalize, n_bootstrap=bootstrap, ci=ci, seed=seed,
+            on_missing_weights="row" if skip_missing_weights else "raise",
+            on_error="row" if keep_going else "raise", strict_pairing=strict_pairing, batch_size=batch_size,
+        )
+        if not is_main():
+            return
     print_results(results)
     print_outliers(per_sample)
     info(f"wrote {paths['results']}, {paths['csv']} and {paths['per_sample']}")

@@ -4,7 +4,8 @@ Writes OUT/{id}.wav per prompt, OUT/manifest.jsonl (ids, prompts, audio) and OUT
 prompt, seeds, settings, time per sample). A killed run resumes: clips already written and logged are not redone.
 Each clip's seed is derived from --seed and its id, so it does not depend on the other prompts of its batch.
 A resume must use the same settings; the batch size may change only on CPU in float32, where a clip's audio
-is bit-identical whatever its batch (docs/determinism.md).
+is bit-identical whatever its batch (docs/determinism.md). Under `torchrun --nproc_per_node N --no-python
+magnet-eval generate ...` each process generates every N-th prompt; rank 0 merges the logs and writes the manifest.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ def main(
              "anneal_temp": anneal_temp, "span_scoring": span_scoring, "span_arrangement": span_arrangement,
              "use_sampling": use_sampling, "rescore_weight": rescore_weight, "hybrid_prefix": hybrid_prefix}
     out = out or Path("generated") / _safe_name(Path(model).name if Path(model).exists() else model)
-    run_generation(model, prompts, out, duration=duration, batch_size=batch_size, seed=seed, device=device,
-                   dtype=dtype, overwrite=overwrite, text_encoder=text_encoder, stage_attention=stage_attention,
-                   rescorer=rescorer, prompt_audio=prompt_audio, **{k: v for k, v in knobs.items() if v is not None})
+    from ..sharding import sharded_run
+
+    # under torchrun each process generates every N-th prompt (`--device cuda`: its own GPU, LOCAL_RANK)
+    with sharded_run("cuda" if device.startswith("cuda") else "cpu") as dist_info:
+        if dist_info is not None and device == "cuda":
+            device = str(dist_info.device)
+        run_generation(model, prompts, out, duration=duration, batch_size=batch_size, seed=seed, device=device,
+                       dtype=dtype, overwrite=overwrite, text_encoder=text_encoder, stage_attention=stage_attention,
+                       rescorer=rescorer, prompt_audio=prompt_audio, **{k: v for k, v in knobs.items() if v is not None})

@@ -9,7 +9,7 @@ import typer
 
 
 def main(
-    preset: str = typer.Option("tiny", "--preset", help="tiny (offline default) | vampnet-tiny (VampNet prompt sweeps, offline) | stemgen-tiny (StemGen stem evaluation, offline) | paper-musiccaps | paper-audiocaps."),
+    preset: str = typer.Option("tiny", "--preset", help="tiny (offline default) | vampnet-tiny (VampNet prompt sweeps, offline) | stemgen-tiny (StemGen stem evaluation, offline) | magnet-ablations-tiny (the MAGNeT paper's ablations, offline) | paper-musiccaps | paper-audiocaps."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (index.html, tables, plots, audio; default reports/PRESET)."),
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Cache of every stage (default ~/.cache/magnet-eval/reproduce/PRESET)."),
     captions: Optional[Path] = typer.Option(None, "--captions", help="paper presets: the caption CSV (default: ../shared/data)."),
@@ -24,9 +24,9 @@ def main(
     from ..reproduce import PAPER, command_line, run_paper, run_tiny
     from ..validate import existing_path, one_of, positive_int, writable_output
 
-    one_of("--preset", preset, ["tiny", "vampnet-tiny", "stemgen-tiny", *PAPER])
+    one_of("--preset", preset, ["tiny", "vampnet-tiny", "stemgen-tiny", "magnet-ablations-tiny", *PAPER])
     out = out or Path("reports") / preset
-    work_name = "tiny" if preset in ("vampnet-tiny", "stemgen-tiny") else preset  # they reuse the tiny corpus and codec
+    work_name = "tiny" if preset in ("vampnet-tiny", "stemgen-tiny", "magnet-ablations-tiny") else preset  # they reuse the tiny corpus and codec
     writable_output(out, "--out", kind="dir")
     writable_output(work_dir or cache_dir() / "reproduce" / work_name, "--work-dir", kind="dir")
     if limit is not None:
@@ -47,6 +47,10 @@ def main(
         from ..reproduce_stemgen import run_stemgen_tiny
 
         index = run_stemgen_tiny(out, work, command=command_line())
+    elif preset == "magnet-ablations-tiny":
+        from ..reproduce_ablations import run_ablations_tiny
+
+        index = run_ablations_tiny(out, work, command=command_line())
     elif preset in PAPER:
         index = run_paper(preset, out, work, captions, audio_dir, device=device, limit=limit, command=command_line())
     else:

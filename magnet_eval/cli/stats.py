@@ -25,8 +25,13 @@ def build(
     seed: int = typer.Option(0, "--seed"),
     no_normalize: bool = typer.Option(False, "--no-normalize", help="Skip loudness normalisation (evaluate must then use --no-normalize too)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder."),
+    batch_size: int = typer.Option(1, "--batch-size", "-b", help="Clips per embedder forward pass (embedders that batch, e.g. musicnn; same values as 1)."),
 ) -> None:
-    """Embed a reference set and save mean, covariance, count, frames and provenance."""
+    """Embed a reference set and save mean, covariance, count, frames and provenance.
+
+    Under `torchrun --nproc_per_node N --no-python magnet-eval stats build ...` each process embeds every
+    N-th clip and rank 0 writes the file.
+    """
     from ..embedding_cache import EmbeddingCache
     from ..evaluation import load_embedder
     from ..manifest import read_any
@@ -39,12 +44,17 @@ def build(
     positive_int("--max-frames", max_frames)
     if weights is not None:
         readable_file(weights, "weights file (--weights)")
+    positive_int("--batch-size", batch_size)
     manifest = read_any(audio)
-    emb = load_embedder(embedder, weights) if weights else load_embedder(embedder)
-    stats = build_reference_stats(manifest, emb, cache=EmbeddingCache(cache_dir), normalize=not no_normalize,
-                                  max_frames=max_frames, seed=seed)
-    path = stats.save(out)
-    info(f"wrote {path}: {stats.n_clips} clips, {stats.count} frames, dim {stats.mean.shape[0]}")
+    from ..sharding import is_main, sharded_run
+
+    with sharded_run():
+        emb = load_embedder(embedder, weights) if weights else load_embedder(embedder)
+        stats = build_reference_stats(manifest, emb, cache=EmbeddingCache(cache_dir), normalize=not no_normalize,
+                                      max_frames=max_frames, seed=seed, batch_size=batch_size)
+        if is_main():
+            path = stats.save(out)
+            info(f"wrote {path}: {stats.n_clips} clips, {stats.count} frames, dim {stats.mean.shape[0]}")
 
 
 @app.command("show")

@@ -127,6 +127,8 @@ class Embedder(ABC):
     #: shortest input (seconds) accepted: one analysis window of the front end (the registry sets the
     #: value per name, see registry.MIN_SECONDS); shorter clips raise AudioError instead of being scored
     min_seconds: float = 0.0
+    #: True when `_embed_batch` runs several clips in one forward pass (`embed_files` then batches)
+    batched: bool = False
 
     def __init__(self, device: str | None = None) -> None:
         self.device = device  # resolved at load(): building an embedder imports no torch
@@ -167,7 +169,23 @@ class Embedder(ABC):
         self._require_loaded()
         wav = self.prepare(audio, sr)
         self.check_duration(wav)
-        out = self._embed(wav)
+        return self._checked(self._embed(wav))
+
+    def embed_batch(self, audios: Sequence[np.ndarray], sr: int) -> list[np.ndarray]:
+        """`embed` of several clips; subclasses that can run them in one forward pass override
+        `_embed_batch`, and each clip's frames must equal what `embed` gives for it alone."""
+        self._require_loaded()
+        wavs = [self.prepare(a, sr) for a in audios]
+        for w in wavs:
+            self.check_duration(w)
+        return [self._checked(o) for o in self._embed_batch(wavs)]
+
+    def _embed_batch(self, wavs: list[np.ndarray]) -> list[np.ndarray]:
+        """[frames, dim] per clip (default: one `_embed` each)."""
+        return [self._embed(w) for w in wavs]
+
+    def _checked(self, out: Any) -> np.ndarray:
+        """float32 [frames, dim] numpy, finite, of this embedder's width."""
         if hasattr(out, "detach"):
             out = out.detach().cpu().float().numpy()
         out = np.asarray(out, dtype=np.float32)

@@ -295,6 +295,7 @@ class MusicnnEmbedder(Embedder):
     clip_handling = ("16 kHz log-mel cut into consecutive 187-frame (~3 s) patches, partial last patch dropped, "
                      "clips under 3 s repeat-padded; one frame per patch")
     min_seconds = 0.02
+    batched = True
 
     def __init__(self, model: str = "MTT_musicnn", layer: str = "penultimate", device: str | None = None,
                  batch_size: int = 16, name: str | None = None) -> None:
@@ -325,18 +326,35 @@ class MusicnnEmbedder(Embedder):
         self.weights_id = make_weights_id(digest, self.model_name, self.layer)
 
     def _forward(self, wav: np.ndarray) -> dict:
+        return self._forward_patches(patches(log_mel(wav)))
+
+    def _forward_patches(self, batch: np.ndarray) -> dict:
         torch = _torch()
-        batch = patches(log_mel(wav))
         outs: dict[str, list] = {}
         with torch.inference_mode():
-            for s in range(0, batch.shape[0], self.batch_size):
-                got = self.model(torch.from_numpy(batch[s:s + self.batch_size]).to(self.device))
+            # fixed-shape passes (the last one zero-padded), so a patch's frames never depend on which other
+            # patches or clips share its pass (float rounding of the kernels varies with the batch shape);
+            # on CPU one patch per pass is as fast per patch as larger passes, on GPU `batch_size` patches
+            chunk = self.batch_size if str(self.device).startswith("cuda") else 1
+            for s in range(0, batch.shape[0], chunk):
+                x = batch[s:s + chunk]
+                real = x.shape[0]
+                if real < chunk:
+                    x = np.concatenate([x, np.zeros((chunk - real, *x.shape[1:]), x.dtype)])
+                got = self.model(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
                 for k, v in got.items():
-                    outs.setdefault(k, []).append(v.float().cpu())
+                    outs.setdefault(k, []).append(v[:real].float().cpu())
         return {k: torch.cat(v).numpy() for k, v in outs.items()}
 
     def _embed(self, wav: np.ndarray) -> np.ndarray:
         return self._forward(wav)[self.layer]
+
+    def _embed_batch(self, wavs: list[np.ndarray]) -> list[np.ndarray]:
+        """The patches of several clips through the network together (frames equal `_embed` of each clip)."""
+        per_clip = [patches(log_mel(w)) for w in wavs]
+        got = self._forward_patches(np.concatenate(per_clip, axis=0))[self.layer]
+        bounds = np.cumsum([0] + [p.shape[0] for p in per_clip])
+        return [got[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
     def tag_probs(self, audio: np.ndarray, sr: int) -> np.ndarray:
         """Tag posteriors [patches, 50] (independent sigmoids, musicnn's taggram), order = `tag_names`."""

@@ -67,7 +67,10 @@ class FAD:
         inf_min_n: int = 500,
         loo_max_flops: float = 3e11,
         crosscheck_max_dim: int = 1024,
+        reference_geometry: FixedGaussian | None = None,
     ):
+        # reference_geometry: the reference's eigendecomposition (`FixedGaussian(mean, cov)`), when the caller
+        # already has it: it depends on the reference alone, so evaluating many systems needs it once
         self.reference = reference
         self.n_bootstrap = int(n_bootstrap)
         self.ci = float(ci)
@@ -77,7 +80,7 @@ class FAD:
         self.inf_min_n = int(inf_min_n)
         self.loo_max_flops = float(loo_max_flops)
         self.crosscheck_max_dim = int(crosscheck_max_dim)
-        self._ref_geometry = None
+        self._ref_geometry = reference_geometry
         self.ids: list[str] = []
         self._frames: list[np.ndarray] = []
 

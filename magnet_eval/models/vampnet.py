@@ -53,6 +53,9 @@ class VampNetConfig:
     sample_rate: int = 44100
     chunk_duration: float = 10.0  # seconds per generation window (reference: coarse 10 s, c2f 3 s)
     codec: str = "dac_vampnet"
+    # scale each codec codebook's vectors to unit RMS before the embedding (off for the released DAC sizes,
+    # whose out_proj expects the raw vectors; on for vampnet-tiny, whose codec vectors reach norms of 1e5)
+    normalize_codebooks: bool = False
 
     @property
     def n_predict(self) -> int:
@@ -79,9 +82,10 @@ class CodebookEmbedding(nn.Module):
     [K, latent_dim] is the learned vector of the mask token.
     """
 
-    def __init__(self, n_codebooks: int, vocab_size: int, latent_dim: int, dim: int):
+    def __init__(self, n_codebooks: int, vocab_size: int, latent_dim: int, dim: int, normalize: bool = False):
         super().__init__()
         self.vocab_size = vocab_size
+        self.normalize = normalize
         self.register_buffer("codebooks", torch.randn(n_codebooks, vocab_size, latent_dim))
         self.special = nn.ParameterDict({"MASK": nn.Parameter(torch.randn(n_codebooks, latent_dim))})
         self.out_proj = nn.Conv1d(n_codebooks * latent_dim, dim, 1)
@@ -92,7 +96,10 @@ class CodebookEmbedding(nn.Module):
         if codebooks.ndim != 3 or codebooks.shape[0] < K or tuple(codebooks.shape[1:]) != (V, D):
             raise MagnetEvalError(f"codec codebooks of shape {tuple(codebooks.shape)} do not fit a VampNet model "
                                   f"expecting [{K}+, {V}, {D}] (codebooks, codes, code width)")
-        self.codebooks.copy_(codebooks[:K].to(self.codebooks))
+        books = codebooks[:K].to(self.codebooks)
+        if self.normalize:  # unit RMS per codebook: the input scale a transformer trains well from
+            books = books / books.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-12)
+        self.codebooks.copy_(books)
 
     def latents(self, tokens: torch.Tensor) -> torch.Tensor:
         """Codec-space latents [B, K * latent_dim, T], codebook-major channels (as the reference's from_codes)."""
@@ -115,7 +122,8 @@ class VampNetModel(nn.Module):
             raise InvalidOptionError(f"VampNet: need 0 <= n_conditioning_codebooks < n_codebooks, got "
                                      f"{cfg.n_conditioning_codebooks} and {cfg.n_codebooks}")
         self.cfg = cfg
-        self.embedding = CodebookEmbedding(cfg.n_codebooks, cfg.vocab_size, cfg.latent_dim, cfg.embedding_dim)
+        self.embedding = CodebookEmbedding(cfg.n_codebooks, cfg.vocab_size, cfg.latent_dim, cfg.embedding_dim,
+                                           normalize=cfg.normalize_codebooks)
         self.transformer = RelativeTransformer(cfg.embedding_dim, cfg.n_heads, cfg.n_layers, cfg.dropout,
                                                cfg.attention_num_buckets, cfg.attention_max_distance)
         self.classifier = nn.Conv1d(cfg.embedding_dim, cfg.vocab_size * cfg.n_predict, 1)
@@ -142,7 +150,7 @@ class VampNetModel(nn.Module):
 # ---- 2. presets ----------------------------------------------------------------------------------
 
 PAPER_WIDTH = {"embedding_dim": 1280, "n_heads": 20}
-TINY_WIDTH = {"embedding_dim": 256, "n_heads": 4, "n_layers": 4}
+TINY_WIDTH = {"embedding_dim": 256, "n_heads": 4, "n_layers": 4, "normalize_codebooks": True}
 PRESETS: dict[str, dict[str, Any]] = {
     # tiny codec: 4 x 2048 codes of 64 dims at 50 Hz; 2 coarse + 2 fine (see docs/vampnet.md)
     "vampnet-tiny": {
