@@ -241,6 +241,14 @@ def _reference_geometry(stats: ReferenceStats):
     return held[1]
 
 
+def _not_main() -> bool:
+    """Under torchrun: a rank other than 0, which takes part in the sharded per-clip stages and leaves the
+    metrics (computed from the gathered per-clip results) to rank 0, the one that writes them."""
+    from . import sharding
+
+    return not sharding.is_main()
+
+
 def _fad_kad(run: _Run, embedder, want: list[str]) -> list[MetricResult]:
     from .metrics.fad import FAD
     from .metrics.kad import KAD
@@ -248,6 +256,8 @@ def _fad_kad(run: _Run, embedder, want: list[str]) -> list[MetricResult]:
     gen = run.embeddings(embedder, "generated")
     ids = list(gen)
     stats = run.reference_stats(embedder, need_frames="kad" in want)
+    if _not_main():
+        return []
     n_ref = stats.n_clips
     out = []
     if "fad" in want:
@@ -293,6 +303,8 @@ def _kl(run: _Run, classifier, metric_name: str) -> list[MetricResult]:
     ids = pair_ids(run.generated, ref, strict=run.strict_pairing, what=metric_name)
     gen_p = classifier_probabilities(run, classifier, run.generated, ids, "generated")
     ref_p = classifier_probabilities(run, classifier, ref, ids, "reference")
+    if _not_main():
+        return []
     kl = KL(metric_name, n_bootstrap=max(run.n_bootstrap, 1000), ci=run.ci, seed=run.seed)
     kl.update(ids, np.stack([gen_p[i] for i in ids]), np.stack([ref_p[i] for i in ids]))
     out = kl.compute()
@@ -337,6 +349,8 @@ def _clap(run: _Run, clap) -> list[MetricResult]:
         weights_id=str(clap.weights_id), sample_rate=sr, compute=lambda wav: audio_embedding(clap, wav, sr)[None],
         cache=run.cache, normalize=run.normalize, headroom_db=run.headroom_db, variant=f"win{WINDOW_SECONDS:g}",
         description="generated CLAP audio embeddings")
+    if _not_main():
+        return []
     checkpoint = str(getattr(clap, "checkpoint", "") or clap.weights_id)
     score = CLAPScore(checkpoint, n_bootstrap=max(run.n_bootstrap, 1000), ci=run.ci, seed=run.seed)
     score.update(ids, text, np.stack([audio[i][0] for i in ids]))
@@ -384,6 +398,8 @@ def chroma_results(generated: Manifest, reference: Manifest, *, cache: Embedding
 def _mir_metric(run: _Run, name: str) -> list[MetricResult]:
     """MIRDD / chroma cosine (both need reference audio, not statistics)."""
     ref = run.reference_manifest(name)
+    if name == "mirdd" and _not_main():  # MIR descriptors are not sharded: rank 0 extracts them all
+        return []
     opts = dict(cache=run.cache, normalize=run.normalize, headroom_db=run.headroom_db, n_bootstrap=run.n_bootstrap,
                 ci=run.ci, seed=run.seed)
     if name == "mirdd":

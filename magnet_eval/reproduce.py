@@ -21,9 +21,10 @@ import json
 import shlex
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from .errors import MagnetEvalError, MissingWeightsError
 from .manifest import Manifest, ManifestEntry
@@ -66,9 +67,12 @@ class Stage:
 
 @dataclass
 class Run:
+    """The stages of one preset run, timed from its creation."""
+
     work: Path
     out: Path
     stages: list[Stage] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
 
     def stage(self, name: str, fn: Callable[[], object]) -> object:
         info(f"[bold cyan]== {name}[/bold cyan]")
@@ -76,6 +80,33 @@ class Run:
         value = fn()
         self.stages.append(Stage(name, time.perf_counter() - t0))
         return value
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def stage_notes(self, work: Optional[Path] = None) -> list[str]:
+        """'Stages of this run: ...' and, when a first complete run is recorded in `work` (default: the
+        run's work folder), that run's stage times too (a rerun re-reads its cache in seconds)."""
+        total = self.elapsed()
+        notes = ["Stages of this run: " + _stage_line(self.stages, total)]
+        first = _first_run_stages(work or self.work, self.stages, total)
+        if first is not None:
+            notes.append("The first complete run in this work folder (the one that built the cache): "
+                         + _stage_line([Stage(**s) for s in first["stages"]], first["total"]))
+        return notes
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's CPU thread count set to n inside the block, restored after (presets on 2 shared cores)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 # ---------------------------------------------------------------------------------------------- systems
@@ -233,7 +264,6 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
     from .solvers.recipes import TINY, train_tiny_suite
 
     run = Run(work, out)
-    t_start = time.perf_counter()
     corpus = run.stage("corpus: compose and render", lambda: tiny_corpus(work, preset))
     prompts_path = _split_manifest(corpus, "test", work / "prompts_test.jsonl")
     reference_path = _split_manifest(corpus, "train", work / "reference_train.jsonl")
@@ -264,7 +294,6 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
         preset.latency_batch_sizes, out_dir=latency_dir, duration=preset.latency_seconds, device="cpu",
         repeats=preset.latency_repeats, prompts=[e.caption for e in prompts]))
 
-    total = time.perf_counter() - t_start
     all_results = collect_results(result_files)
     notes = [f"Command: {command}" if command else "", 
              f"Corpus: {len(corpus)} FluidSynth-rendered clips of {preset.clip_seconds:g} s (seed {preset.seed}); "
@@ -274,11 +303,7 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
              fad_size_caveat(all_results),
              "Embedder: musicnn MTT (offline default). CLAP and VGGish need weights that cannot be downloaded here: "
              "their rows say so.",
-             "Stages of this run: " + _stage_line(run.stages, total)]
-    first = _first_run_stages(work, run.stages, total)
-    if first is not None:
-        notes.append("The first complete run in this work folder (the one that built the cache): "
-                     + _stage_line([Stage(**s) for s in first["stages"]], first["total"]))
+             *run.stage_notes()]
     index = run.stage("report", lambda: build_report(
         result_files, out, latency_csv=latency_dir / "latency.csv",
         audio_dirs={name: Path(p) for name, p in systems.items()},

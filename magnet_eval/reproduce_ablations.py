@@ -28,15 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from .manifest import Manifest
 from .progress import info
-from .reproduce import (Run, Stage, TinyPreset, _first_run_stages, _split_manifest, _stage_line, evaluate_system,
-                        fad_size_caveat, tiny_corpus)
+from .reproduce import evaluate_system, fad_size_caveat, Run, tiny_corpus, TinyPreset, torch_threads, _split_manifest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -373,10 +371,7 @@ def run_ablations_tiny(out: Path, work: Path, preset: AblationsPreset = Ablation
     own = work / SUBDIR
     own.mkdir(parents=True, exist_ok=True)
     run = Run(work, out)
-    t_start = time.perf_counter()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         corpus = run.stage("corpus: compose and render (shared with the tiny preset)",
                            lambda: tiny_corpus(work, preset.tiny))
         manifest = work / "corpus" / "manifest.jsonl"
@@ -415,7 +410,6 @@ def run_ablations_tiny(out: Path, work: Path, preset: AblationsPreset = Ablation
         (out / "ablations.md").write_text(ablation_markdown(table), encoding="utf-8")
         figure = plot_quality_latency(table, out / "ablations_quality_latency.png")
         verdict = fad_ci_verdict(table)
-        total = time.perf_counter() - t_start
         v = preset.variants
         notes = [f"Command: {command}" if command else "",
                  f"Prompts: the {len(held)} held-out (test split) captions of the tiny corpus, {preset.gen_seconds:g} s "
@@ -430,11 +424,7 @@ def run_ablations_tiny(out: Path, work: Path, preset: AblationsPreset = Ablation
                  f"crops, lr {v.lr:g}), so they compare with each other, not with the base model "
                  "(trained longer). Restricted context off = a band wider than any clip.",
                  fad_size_caveat(pd.concat([pd.read_parquet(f) for f in table["results_file"]])),
-                 "Stages of this run: " + _stage_line(run.stages, total)]
-        first = _first_run_stages(own, run.stages, total)
-        if first is not None:
-            notes.append("The first complete run in this work folder (the one that built the cache): "
-                         + _stage_line([Stage(**s) for s in first["stages"]], first["total"]))
+                 *run.stage_notes(own)]
         index = run.stage("report", lambda: build_report(
             list(table["results_file"]), out, latency_csv=list(table["latency_csv"]),
             audio_dirs={r["system"]: Path(r["audio_dir"]) for r in records},
@@ -444,5 +434,3 @@ def run_ablations_tiny(out: Path, work: Path, preset: AblationsPreset = Ablation
                          **({"quality vs latency": figure} if figure else {})}))
         (out / "stages.json").write_text(json.dumps([s.__dict__ for s in run.stages], indent=1))
         return Path(index)
-    finally:
-        torch.set_num_threads(previous)

@@ -33,7 +33,7 @@ import numpy as np
 
 from .manifest import Manifest, ManifestEntry
 from .progress import info
-from .reproduce import Run, Stage, TinyPreset, _first_run_stages, _stage_line, fad_size_caveat, tiny_corpus
+from .reproduce import fad_size_caveat, Run, tiny_corpus, TinyPreset, torch_threads
 
 PRESET_NAME = "stemgen-tiny"
 SUBDIR = "stemgen"
@@ -265,7 +265,8 @@ def alignment_of(folder: Path, items: Sequence[HeldOutStem], context_features: d
                  preset: StemGenTinyPreset) -> dict[str, dict]:
     """{metric: {value, ci_low, ci_high, n}} of one system (cached in its folder); drums skip the tonal metrics."""
     from .audio import load_audio
-    from .metrics.stem_alignment import StemAlignment, alignment_features
+    from .metrics.stem_alignment import StemAlignment
+    from .mir.alignment import alignment_features
 
     cache = folder / "alignment.json"
     if cache.is_file():
@@ -433,7 +434,7 @@ def run_stemgen_tiny(out: Path, work: Path, preset: StemGenTinyPreset = StemGenT
     import torch
 
     from .audio import load_audio
-    from .metrics.stem_alignment import alignment_features
+    from .mir.alignment import alignment_features
     from .models.codec import load_codec
     from .models.stemgen import build_stemgen
     from .report import build_report
@@ -446,10 +447,7 @@ def run_stemgen_tiny(out: Path, work: Path, preset: StemGenTinyPreset = StemGenT
     own = work / SUBDIR
     own.mkdir(parents=True, exist_ok=True)
     run = Run(work, out)
-    t_start = time.perf_counter()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         run.stage("corpus: compose and render (shared with the tiny preset)", lambda: tiny_corpus(work, preset.tiny))
         manifest = work / "corpus" / "manifest.jsonl"
         codec_path = Path(run.stage("codec (tiny, shared with the tiny preset)", lambda: train_tiny_codec(
@@ -512,7 +510,6 @@ def run_stemgen_tiny(out: Path, work: Path, preset: StemGenTinyPreset = StemGenT
         display = table_display(table)
         (out / "stemgen_table.md").write_text(to_markdown(display), encoding="utf-8")
 
-        total = time.perf_counter() - t_start
         m = last_valid_metrics(Path(model_path).parent / "train_log.csv")
         notes = [f"Command: {command}" if command else "",
                  f"Held-out items: {len(items)} test-split clips of the tiny corpus, first {preset.clip_seconds:g} s, one "
@@ -527,13 +524,11 @@ def run_stemgen_tiny(out: Path, work: Path, preset: StemGenTinyPreset = StemGenT
                  f"scaled down for CPU), guidance weights {preset.cfg_weights}, causal bias {preset.causal_bias}.",
                  f"FAD per instrument class only for classes with >= {preset.min_fad_clips} held-out stems "
                  f"({', '.join(fad_classes) or 'none'}); references: up to {preset.n_reference} real training "
-                 f"clips (first {preset.clip_seconds:g} s) per set.",
+                 f"clips (first {preset.clip_seconds:g} s) per set. The floor's stems of a class are the same "
+                 "held-out stems as the ceiling's, reassigned to other contexts, so its per-class FAD can equal the "
+                 "ceiling's: per-class FAD measures the stems, the alignment columns measure the fit.",
                  fad_size_caveat(pd.concat([pd.read_parquet(f) for f in result_files])),
-                 "Stages of this run: " + _stage_line(run.stages, total)]
-        first = _first_run_stages(own, run.stages, total)
-        if first is not None:
-            notes.append("The first complete run in this work folder (the one that built the cache): "
-                         + _stage_line([Stage(**s) for s in first["stages"]], first["total"]))
+                 *run.stage_notes(own)]
         audio_dirs = {"context alone": ctx_dir / "manifest.jsonl",
                       **{n: f / "mix.jsonl" for n, f in folders.items()}}
         index = run.stage("report", lambda: build_report(
@@ -542,8 +537,6 @@ def run_stemgen_tiny(out: Path, work: Path, preset: StemGenTinyPreset = StemGenT
             n_audio=preset.audio_examples, seed=preset.seed, sections=[_section(display)],
             extra_files={"stem table csv": out / "stemgen_table.csv", "stem table markdown": out / "stemgen_table.md"}))
         (out / "stages.json").write_text(json.dumps([s.__dict__ for s in run.stages], indent=1))
-    finally:
-        torch.set_num_threads(previous)
     info(f"StemGen tiny table: {out / 'stemgen_table.md'}")
     return Path(index)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -29,7 +28,7 @@ import numpy as np
 
 from .manifest import Manifest, ManifestEntry
 from .progress import info
-from .reproduce import Run, Stage, TinyPreset, _first_run_stages, _split_manifest, _stage_line, fad_size_caveat, tiny_corpus
+from .reproduce import fad_size_caveat, Run, tiny_corpus, TinyPreset, torch_threads, _split_manifest
 from .solvers.vampnet import VampNetBudget
 
 PRESET_NAME = "vampnet-tiny"
@@ -339,10 +338,7 @@ def run_vampnet_tiny(out: Path, work: Path, preset: VampNetTinyPreset = VampNetT
     own = work / SUBDIR
     own.mkdir(parents=True, exist_ok=True)
     run = Run(work, out)
-    t_start = time.perf_counter()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         corpus = run.stage("corpus: compose and render (shared with the tiny preset)", lambda: tiny_corpus(work, preset.tiny))
         manifest = work / "corpus" / "manifest.jsonl"
         codec_path = run.stage("codec (tiny, shared with the tiny preset)", lambda: train_tiny_codec(
@@ -393,7 +389,6 @@ def run_vampnet_tiny(out: Path, work: Path, preset: VampNetTinyPreset = VampNetT
         (out / "vampnet_sweep.md").write_text(_markdown(table), encoding="utf-8")
         figs = {"prompt": plot_prompt_sweep(table, out / "vampnet_prompt_sweep.png"),
                 "steps": plot_steps_sweep(table, out / "vampnet_steps_sweep.png")}
-        total = time.perf_counter() - t_start
         notes = [f"Command: {command}" if command else "",
                  f"Held-out clips: the first {len(held.entries)} test-split clips of the tiny corpus, "
                  f"{len(held.audio[0]) / held.sample_rate:g} s each; every point is measured against these originals "
@@ -403,11 +398,7 @@ def run_vampnet_tiny(out: Path, work: Path, preset: VampNetTinyPreset = VampNetT
                  f"{vn.c2f.num_params() / 1e6:.2f}M-parameter c2f (codebooks {vn.n_coarse + 1}-{vn.n_codebooks}), "
                  f"{preset.train.steps} steps each; training logs: {_train_summary(parts)}",
                  fad_size_caveat(pd.concat([pd.read_parquet(f) for f in result_files])),
-                 "Stages of this run: " + _stage_line(run.stages, total)]
-        first = _first_run_stages(own, run.stages, total)
-        if first is not None:
-            notes.append("The first complete run in this work folder (the one that built the cache): "
-                         + _stage_line([Stage(**s) for s in first["stages"]], first["total"]))
+                 *run.stage_notes(own)]
         show = [p for p in points if p.sweep == "prompt" and (p.kind != "periodic" or p.period in (1, 4, 16, 64))]
         audio_dirs = {"original": original, **{p.name: folders[p.name] for p in show}}
         index = run.stage("report", lambda: build_report(
@@ -417,8 +408,6 @@ def run_vampnet_tiny(out: Path, work: Path, preset: VampNetTinyPreset = VampNetT
             extra_files={"sweep csv": out / "vampnet_sweep.csv", "sweep markdown": out / "vampnet_sweep.md",
                          **{f"{k} sweep plot": v for k, v in figs.items() if v}}))
         (out / "stages.json").write_text(json.dumps([s.__dict__ for s in run.stages], indent=1))
-    finally:
-        torch.set_num_threads(previous)
     return Path(index)
 
 

@@ -188,7 +188,4 @@ def test_metric_violation_finder_sees_a_read(tmp_path):
 
 
 def test_metrics_are_free_of_io():
-    bad = _metric_violations()
-    if bad:
-        pytest.xfail("metrics still read files or import the orchestrator; P2 (issue 15.3) is moving that I/O "
-                     "into the pipeline:\n" + "\n".join(bad))
+    assert _metric_violations() == []

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from magnet_eval.errors import MagnetEvalError
+from magnet_eval.mir.alignment import alignment_features
 from magnet_eval.metrics.stem_alignment import (MAJOR_PROFILE, MINOR_PROFILE, AlignmentFeatures, StemAlignment,
-                                                alignment_features, beat_f_measure, chroma_agreement, estimate_key,
+                                                beat_f_measure, chroma_agreement, estimate_key,
                                                 key_agreement, onset_f_measure)
 
 SR = 22050

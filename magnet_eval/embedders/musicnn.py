@@ -296,6 +296,9 @@ class MusicnnEmbedder(Embedder):
                      "clips under 3 s repeat-padded; one frame per patch")
     min_seconds = 0.02
     batched = True
+    # "2": fixed-shape forward passes (one patch per pass on CPU) so a clip's frames do not depend on the
+    # embedding batch; values moved by ~1e-6 from version 1, so version-1 cache entries are not reused
+    version = "2"
 
     def __init__(self, model: str = "MTT_musicnn", layer: str = "penultimate", device: str | None = None,
                  batch_size: int = 16, name: str | None = None) -> None:

@@ -15,7 +15,7 @@ whether it plays *with* the mix. These metrics compare a stem with its context (
   profiles) from the two chroma profiles: 1 same key, 0.5 a fifth apart, 0.3 relative, 0.2
   parallel, 0 otherwise.
 
-Metrics take arrays (beat and onset times, chroma profiles) and return numbers; `alignment_features`
+Metrics take arrays (beat and onset times, chroma profiles) and return numbers; `mir.alignment.alignment_features`
 turns audio into those arrays. Tonal values are skipped (NaN) for unpitched stems (the caller
 passes `tonal=False`, e.g. for drums) and when a profile is silent. The streaming metric
 `StemAlignment` averages over clips with a clip bootstrap interval.
@@ -24,7 +24,6 @@ passes `tonal=False`, e.g. for drums) and when a profile is silent. The streamin
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -59,17 +58,23 @@ def _times(x: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
     return arr
 
 
-def beat_f_measure(reference_beats: Sequence[float], estimated_beats: Sequence[float],
-                   window: float = BEAT_WINDOW) -> float:
-    """mir_eval's beat F-measure; NaN when neither clip has beats (nothing to agree on), 0 when one has none."""
-    import mir_eval
-
-    ref, est = _times(reference_beats, "reference beats"), _times(estimated_beats, "estimated beats")
+def _event_f_measure(reference: Sequence[float], estimated: Sequence[float], what: str, score) -> float:
+    """NaN when neither clip has events (nothing to agree on), 0 when one has none, else score(ref, est)."""
+    ref, est = _times(reference, f"reference {what}"), _times(estimated, f"estimated {what}")
     if ref.size == 0 and est.size == 0:
         return math.nan
     if ref.size == 0 or est.size == 0:
         return 0.0
-    return float(mir_eval.beat.f_measure(ref, est, f_measure_threshold=window))
+    return float(score(ref, est))
+
+
+def beat_f_measure(reference_beats: Sequence[float], estimated_beats: Sequence[float],
+                   window: float = BEAT_WINDOW) -> float:
+    """mir_eval's beat F-measure; NaN when neither clip has beats, 0 when one has none."""
+    import mir_eval
+
+    return _event_f_measure(reference_beats, estimated_beats, "beats",
+                            lambda r, e: mir_eval.beat.f_measure(r, e, f_measure_threshold=window))
 
 
 def onset_f_measure(reference_onsets: Sequence[float], estimated_onsets: Sequence[float],
@@ -77,12 +82,8 @@ def onset_f_measure(reference_onsets: Sequence[float], estimated_onsets: Sequenc
     """mir_eval's onset F-measure (each onset matched at most once within `window`); NaN / 0 as `beat_f_measure`."""
     import mir_eval
 
-    ref, est = _times(reference_onsets, "reference onsets"), _times(estimated_onsets, "estimated onsets")
-    if ref.size == 0 and est.size == 0:
-        return math.nan
-    if ref.size == 0 or est.size == 0:
-        return 0.0
-    return float(mir_eval.onset.f_measure(ref, est, window=window)[0])
+    return _event_f_measure(reference_onsets, estimated_onsets, "onsets",
+                            lambda r, e: mir_eval.onset.f_measure(r, e, window=window)[0])
 
 
 def _profile(chroma: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -134,32 +135,6 @@ def alignment_scores(context: AlignmentFeatures, stem: AlignmentFeatures, mix: A
         "chroma_agreement": chroma_agreement(context.chroma, stem.chroma) if tonal else math.nan,
         "key_agreement": key_agreement(context.chroma, stem.chroma) if tonal else math.nan,
     }
-
-
-_EXTRACTORS: dict[int, object] = {}
-
-
-def alignment_features(wav: np.ndarray, sample_rate: int) -> AlignmentFeatures:
-    """Beats and onsets (librosa's tracker and onset detector) and the mean chroma profile of mono audio."""
-    import librosa
-
-    from ..audio import check_finite, resample, to_mono
-    from ..mir.chroma import SAMPLE_RATE, ChromaExtractor
-
-    x = to_mono(np.asarray(wav, dtype=np.float32))
-    check_finite(x, "alignment features")
-    sr = int(sample_rate)
-    if x.size == 0 or float(np.max(np.abs(x))) < SILENT:
-        return AlignmentFeatures(np.zeros(0), np.zeros(0), np.zeros(12))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _, beats = librosa.beat.beat_track(y=x, sr=sr, units="time")
-        onsets = librosa.onset.onset_detect(y=x, sr=sr, units="time", backtrack=False)
-    if SAMPLE_RATE not in _EXTRACTORS:
-        _EXTRACTORS[SAMPLE_RATE] = ChromaExtractor(SAMPLE_RATE, argmax=False)
-    chroma = _EXTRACTORS[SAMPLE_RATE](resample(x, sr, SAMPLE_RATE))  # type: ignore[operator]
-    return AlignmentFeatures(np.asarray(beats, np.float64), np.asarray(onsets, np.float64),
-                             np.asarray(chroma, np.float64).mean(axis=0))
 
 
 class StemAlignment:

@@ -14,28 +14,21 @@ codebook, so a clip's tokens depend only on its seed and prompt (docs/determinis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
 
 from ..modules.transformer import KVCache
 from .lm import Condition, LMModel
+from .musicgen import MusicGenDecoding
 from .sampling import RNG, as_clip_random, sample_from_probs
 
 # random streams of the autoregressive frames: apart from MAGNeT's stage * 65536 + step streams
 AR_STREAM_BASE = 1 << 24
 
 
-@dataclass
-class ARSettings:
-    """Sampling of the autoregressive frames (MusicGen's defaults: top-k 250, temperature 1, CFG 3)."""
-
-    temperature: float = 1.0
-    top_k: int = 250
-    top_p: float = 0.0
-    cfg_coef: float = 3.0
-    use_sampling: bool = True
+# The autoregressive frames sample with MusicGen's knobs and defaults (top-k 250, temperature 1, CFG 3).
+ARSettings = MusicGenDecoding
 
 
 def causal_mask(queries: int, keys: int, device: torch.device | str) -> torch.Tensor:

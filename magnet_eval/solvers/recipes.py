@@ -310,6 +310,17 @@ def prepare_tokens(manifest: Manifest, codec: Any, codec_key: str, text_encoder:
     return sets[0], sets[1]
 
 
+def codec_checkpoint(codec: Path | str) -> Path:
+    """The codec file a trainer reads: the path itself, or CODEC_FILE inside a folder; a clear error if absent."""
+    path = Path(codec)
+    if path.is_dir():
+        path = path / CODEC_FILE
+    if not path.is_file():
+        raise CheckpointError(f"no codec checkpoint at {codec}: train one with `magnet-eval train codec` first "
+                              f"(it writes {CODEC_FILE})")
+    return path
+
+
 def train_lm(
     kind: str,
     data: Path | str | Manifest,
@@ -339,12 +350,7 @@ def train_lm(
     from ..models.presets import preset_config
 
     out = Path(out_dir)
-    codec_path = Path(codec)
-    if codec_path.is_dir():
-        codec_path = codec_path / CODEC_FILE
-    if not codec_path.is_file():
-        raise CheckpointError(f"no codec checkpoint at {codec}: train one with `magnet-eval train codec` first "
-                              f"(it writes {CODEC_FILE})")
+    codec_path = codec_checkpoint(codec)
     manifest, ids_hash = _manifest(data)
     codec_hash = file_sha256(codec_path)
     tc = _train_config(dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.1, beta1=0.9, beta2=0.95,

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from ..errors import CheckpointError, InvalidOptionError, MagnetEvalError
+from ..errors import InvalidOptionError, MagnetEvalError
 from ..manifest import Manifest
 from ..models.vampnet import VampNetModel, masked_logits_loss, preset_configs, training_mask
 from .interface import Solver, StepOutput, StepRandom
@@ -164,18 +164,13 @@ def train_vampnet(
     """
     from ..models.vampnet_weights import save_vampnet_part
     from ..progress import info
-    from .recipes import CODEC_FILE, _codec_module, _fit_recipe, _manifest, _reuse, _train_config, prepare_tokens
+    from .recipes import _codec_module, _fit_recipe, _manifest, _reuse, _train_config, codec_checkpoint, prepare_tokens
     from .tokens import file_sha256
 
     if part not in PARTS:
         raise InvalidOptionError(f"--part must be one of {', '.join(PARTS)}, got {part!r}")
     out = Path(out_dir)
-    codec_path = Path(codec)
-    if codec_path.is_dir():
-        codec_path = codec_path / CODEC_FILE
-    if not codec_path.is_file():
-        raise CheckpointError(f"no codec checkpoint at {codec}: train one with `magnet-eval train codec` first "
-                              f"(it writes {CODEC_FILE})")
+    codec_path = codec_checkpoint(codec)
     manifest, data_hash = _manifest(data)
     codec_hash = file_sha256(codec_path)
     codec_model = _codec_module().load_codec(str(codec_path), device="cpu")
