@@ -20,8 +20,8 @@ import torch
 
 from ..modules.transformer import KVCache
 from .lm import Condition, LMModel
-from .musicgen import MusicGenDecoding
-from .sampling import RNG, as_clip_random, sample_from_probs
+from .musicgen import MusicGenDecoding, next_frame_tokens
+from .sampling import RNG, as_clip_random
 
 # random streams of the autoregressive frames: apart from MAGNeT's stage * 65536 + step streams
 AR_STREAM_BASE = 1 << 24
@@ -79,14 +79,7 @@ def decode_frames(lm: LMModel, codes: torch.Tensor, start: int, stop: int, setti
         mask = causal_mask(x.shape[-1], cache.offset + x.shape[-1], device)
         logits = lm(x, None, None, cross_kv=cross_kv, cache=cache, attn_mask=mask)[:, :, -1].float()  # [rows,K,card]
         passes += 1
-        if use_cfg:
-            cond_logits, uncond_logits = logits.split(B, dim=0)
-            logits = uncond_logits + (cond_logits - uncond_logits) * settings.cfg_coef
-        if settings.use_sampling and settings.temperature > 0:
-            probs = torch.softmax(logits / settings.temperature, dim=-1)
-            nxt = sample_from_probs(probs, settings.top_k, settings.top_p, rng, stream=AR_STREAM_BASE + t)[..., 0]
-        else:
-            nxt = logits.argmax(dim=-1)
+        nxt = next_frame_tokens(logits, B if use_cfg else 0, settings, rng, AR_STREAM_BASE + t)
         codes[:, :, t] = nxt
         inp = nxt.unsqueeze(-1)
         if callback is not None:

@@ -59,6 +59,20 @@ class MusicGenDecoding:
         return d
 
 
+def next_frame_tokens(logits: torch.Tensor, cfg_batch: int, dec: MusicGenDecoding, generators: RNG,
+                      stream: int) -> torch.Tensor:
+    """One autoregressive step's tokens [B, K] from logits [rows, K, card]: classifier-free guidance when
+    cfg_batch > 0 (conditional rows first, then as many unconditional ones), then temperature and
+    top-k / top-p sampling from each clip's own random stream, or the argmax when not sampling."""
+    if cfg_batch:
+        cond_logits, uncond_logits = logits.split(cfg_batch, dim=0)
+        logits = uncond_logits + (cond_logits - uncond_logits) * dec.cfg_coef
+    if dec.use_sampling and dec.temperature > 0:
+        probs = torch.softmax(logits / dec.temperature, dim=-1)
+        return sample_from_probs(probs, dec.top_k, dec.top_p, generators, stream=stream)[..., 0]
+    return logits.argmax(dim=-1)
+
+
 class MusicGenLM(LMModel):
     """The MusicGen LM (delay pattern, causal) and its autoregressive sampler."""
 
@@ -162,14 +176,7 @@ class MusicGenLM(LMModel):
                 step_in = torch.cat([step_in, step_in], dim=0)
             logits = self(step_in, None, None, cross_kv=cross_kv, cache=cache)[:, :, -1].float()  # [rows,K,card]
             forwards += 1
-            if use_cfg:
-                cond_logits, uncond_logits = logits.split(B, dim=0)
-                logits = uncond_logits + (cond_logits - uncond_logits) * dec.cfg_coef
-            if dec.use_sampling and dec.temperature > 0:
-                probs = torch.softmax(logits / dec.temperature, dim=-1)
-                nxt = sample_from_probs(probs, dec.top_k, dec.top_p, generators, stream=stream_base + offset)[..., 0]
-            else:
-                nxt = logits.argmax(dim=-1)
+            nxt = next_frame_tokens(logits, B if use_cfg else 0, dec, generators, stream_base + offset)
             nxt = torch.where(valid[:, offset].unsqueeze(0), nxt, torch.full_like(nxt, self.special_token_id))
             nxt = torch.where(known[:, offset].unsqueeze(0), seq[:, :, offset], nxt)  # prompt tokens stay
             seq[:, :, offset] = nxt
