@@ -1,6 +1,7 @@
 """Shared test settings: no progress bars, offline hubs (the toolkit cache stays where the wheels are)."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["MAGNET_EVAL_NO_PROGRESS"] = "1"
+# numba (under librosa's onset and beat trackers) caches what it compiles; two pytest-xdist workers
+# compiling the same function into one cache on a fresh install can segfault (reproduced: 1 run in 6),
+# so each worker process gets a cache folder of its own.
+os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="magnet-eval-numba-")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
