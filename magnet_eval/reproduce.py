@@ -302,7 +302,7 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
              ordering_check(all_results),
              fad_size_caveat(all_results),
              "Embedder: musicnn MTT (offline default). CLAP and VGGish need weights that cannot be downloaded here: "
-             "their rows say so.",
+             "the note below lists them with the file each needs.",
              *run.stage_notes()]
     index = run.stage("report", lambda: build_report(
         result_files, out, latency_csv=latency_dir / "latency.csv",
