@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import seeded_lm, tiny_lm_config
 
 from magnet_eval.errors import MagnetEvalError
 from magnet_eval.models.lm import LMConfig
@@ -18,19 +19,11 @@ PROMPTS = ["a", "lofi piano with soft rain", "rock"]
 SEEDS = [21, 22, 23]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def magnet_lm() -> MagnetLM:
-    torch.manual_seed(0)
-    return MagnetLM(LMConfig(kind="magnet", dim=32, num_heads=4, num_layers=2, n_q=4, card=CARD, causal=False,
-                             pattern="parallel", subcodes_context=5, span_len=3, text_encoder="random",
-                             text_dim=24)).eval()
+    return seeded_lm(tiny_lm_config("magnet", card=CARD, span_len=3)).eval()
 
 
 def musicgen_lm(segment: float = 10.0) -> MusicGenLM:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import seeded_lm, tiny_lm_config
 
 from magnet_eval.models.hybrid import (ARSettings, autoregressive_generate, causal_logits, decode_frames,
                                        make_cross_kv)
-from magnet_eval.models.lm import LMConfig
 from magnet_eval.models.magnet import MagnetDecoding, MagnetLM
 from magnet_eval.models.sampling import make_generators
 
@@ -17,19 +17,11 @@ SEEDS = [5, 6, 7]
 FRAME_RATE = 50.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def magnet_lm() -> MagnetLM:
-    torch.manual_seed(0)
-    return MagnetLM(LMConfig(kind="magnet", dim=32, num_heads=4, num_layers=2, n_q=4, card=CARD, causal=False,
-                             pattern="parallel", subcodes_context=5, span_len=3, text_encoder="random",
-                             text_dim=24, frame_rate=FRAME_RATE)).eval()
+    return seeded_lm(tiny_lm_config("magnet", card=CARD, span_len=3, frame_rate=FRAME_RATE)).eval()
 
 
 def generate(lm, dec, prompts=PROMPTS, seeds=SEEDS, frames=30):

@@ -16,12 +16,7 @@ CARD = 32
 PROMPTS = ["a", "lofi piano with soft rain", "rock"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def magnet_lm(card: int = CARD) -> MagnetLM:

@@ -23,12 +23,7 @@ from magnet_eval.models.stemgen import (
 from magnet_eval.models.sampling import make_generators
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _small(seed: int = 0) -> StemGenLM:

@@ -17,12 +17,7 @@ from magnet_eval.solvers.vampnet import VampNetSolver, progress_for_fraction, st
 V = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_model(part: str = "coarse", seed: int = 0) -> VampNetModel:
