@@ -59,13 +59,28 @@ def test_variants_are_trained_with_what_they_ablate(toy_run):
     models = root / "work" / "ablations" / "models"
     recipes = {d.name: json.loads((d / "recipe_done.json").read_text())["recipe"] for d in models.iterdir()
                if (d / "recipe_done.json").is_file()}
-    assert set(recipes) == {"span1", "span3", "context-off", "hybrid"}
-    assert recipes["span1"]["lm"]["span_len"] == 1 and recipes["span3"]["lm"]["span_len"] == 3
-    assert recipes["span3"]["lm"]["subcodes_context"] == 5
+    # the variant budget is the base model's, so span 3 with restricted context IS the base model: not retrained
+    assert TOY.span3_is_base()
+    assert set(recipes) == {"span1", "context-off", "hybrid"}
+    base = json.loads((root / "work" / "models" / "magnet" / "recipe_done.json").read_text())["recipe"]
+    assert base["lm"]["span_len"] == 3 and base["lm"]["subcodes_context"] == 5 and not base.get("hybrid")
+    assert recipes["span1"]["lm"]["span_len"] == 1
     assert recipes["context-off"]["lm"]["subcodes_context"] == UNRESTRICTED_CONTEXT
-    assert recipes["hybrid"].get("hybrid") is True and not recipes["span3"].get("hybrid")
-    # one budget for every variant, so the rows compare
-    assert len({json.dumps(r["train"], sort_keys=True) for r in recipes.values()}) == 1
+    assert recipes["hybrid"].get("hybrid") is True
+    # one budget for every variant and the base, so each row differs from the baseline in what it ablates only
+    assert len({json.dumps(r["train"], sort_keys=True) for r in [*recipes.values(), base]}) == 1
+    for name, r in recipes.items():
+        differing = {k for k in set(r["lm"]) | set(base["lm"]) if r["lm"].get(k) != base["lm"].get(k)}
+        assert differing <= {"span_len", "subcodes_context"}, (name, differing)
+    table = pd.read_csv(root / "report" / "ablations.csv")
+    assert table[(table["group"] == "training") & table["baseline"]]["model"].tolist() == ["base"]
+
+
+def test_a_shorter_variant_budget_trains_its_own_span3_baseline():
+    short = AblationsPreset(tiny=TOY.tiny, variants=VariantBudget(steps=1, batch_size=2, segment_seconds=1.0))
+    assert not short.span3_is_base()
+    rows = ablation_rows(short)
+    assert [r.model for r in rows if r.group == "training" and r.baseline] == ["span3"]
 
 
 def test_the_verdict_in_the_report_is_computed_from_the_table(toy_run):

@@ -112,6 +112,63 @@ def test_solver_step_gives_gradient_to_the_chosen_head_only():
     assert seen == {0, 1, 2, 3}
 
 
+def test_one_head_training_is_bit_identical_to_computing_every_head(monkeypatch):
+    """The stage's head only + a zero-gradient anchor on the others: the same AdamW trajectory as every head."""
+    import magnet_eval.solvers.magnet as magnet_mod
+
+    data = patterned_tokens(6)
+
+    def run(all_heads: bool) -> dict[str, torch.Tensor]:
+        lm = tiny_lm(seed=3)
+        solver = MagnetSolver(lm, data, data, segment_frames=40, export_fn=_export)
+        module = solver.model
+        if all_heads:  # the previous objective: every head's logits, loss on the stage's
+            forward = module.forward
+            monkeypatch.setattr(module, "forward", lambda *a, codebooks=None, **k: forward(*a, **k))
+            monkeypatch.setattr(magnet_mod, "zero_gradient_anchor", lambda lm, stage: 0.0)
+        opt = torch.optim.AdamW(module.parameters(), lr=1e-2, weight_decay=0.1)
+        for step in range(8):
+            opt.zero_grad(set_to_none=True)
+            out = solver.train_loss(module, [0, 1, 2, 3], StepRandom(0, step, 0), torch.device("cpu"))
+            out.loss.backward()
+            opt.step()
+        monkeypatch.undo()
+        return {k: v.detach().clone() for k, v in lm.state_dict().items()}
+
+    one, every = run(False), run(True)
+    assert one.keys() == every.keys()
+    for k in one:
+        assert torch.equal(one[k], every[k]), k
+    # and the heads not trained at a step did move (AdamW momentum / decay), as they do with every head computed
+    assert not torch.equal(one["linears.3.weight"], tiny_lm(seed=3).state_dict()["linears.3.weight"])
+
+
+def test_musicgen_sequence_loss_is_bit_identical_to_the_realigned_loss(monkeypatch):
+    """Training MusicGen on the delayed sequence's logits directly: the same AdamW trajectory as re-aligning them."""
+    data = patterned_tokens(6)
+
+    def run(realigned: bool) -> dict[str, torch.Tensor]:
+        lm = tiny_lm("musicgen", seed=4)
+        solver = MusicGenSolver(lm, data, data, segment_frames=40, export_fn=_export)
+        module = solver.model
+        if realigned:  # the previous objective: compute_predictions (revert_logits) then musicgen_loss
+            forward = module.forward
+            monkeypatch.setattr(module, "forward", lambda *a, delayed=False, **k: forward(*a, **k))
+            monkeypatch.setattr("magnet_eval.solvers.musicgen.DelayPattern", type("NoDelay", (), {}))
+        opt = torch.optim.AdamW(module.parameters(), lr=1e-2, weight_decay=0.1)
+        for step in range(6):
+            opt.zero_grad(set_to_none=True)
+            out = solver.train_loss(module, [0, 1, 2, 3], StepRandom(0, step, 0), torch.device("cpu"))
+            out.loss.backward()
+            opt.step()
+        monkeypatch.undo()
+        return {k: v.detach().clone() for k, v in lm.state_dict().items()}
+
+    direct, realigned = run(False), run(True)
+    for k in direct:
+        assert torch.equal(direct[k], realigned[k]), k
+
+
 def test_stage_above_zero_uses_restricted_context():
     lm = tiny_lm().eval()
     module = LMTrainModule(lm)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .interface import StepRandom
 from .masking import choose_stage, sample_masks
-from .text_lm import Conditions, TextLMSolver
+from .text_lm import Conditions, TextLMSolver, bare_lm
 from .tokens import TokenSet
 
 
@@ -44,12 +44,26 @@ def masked_stage_inputs(codes: torch.Tensor, stage: int, mask: torch.Tensor, mas
 
 def magnet_loss(logits: torch.Tensor, codes: torch.Tensor, stage: int, mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy over the masked tokens of `stage` only; also returns the per-token correctness."""
-    lg = logits[:, stage][mask].float()  # [N, card]
+    """Cross-entropy over the masked tokens of `stage` only; also returns the per-token correctness.
+
+    logits: [B, K, T, card] (every head) or [B, 1, T, card] (the stage's head only)."""
+    lg = logits[:, stage if logits.shape[1] > 1 else 0][mask].float()  # [N, card]
     target = codes[:, stage][mask]
     loss = F.cross_entropy(lg, target)
     correct = (lg.argmax(-1) == target)
     return loss, correct
+
+
+def zero_gradient_anchor(lm: torch.nn.Module, stage: int) -> torch.Tensor:
+    """0 times the other stages' output heads: added to the loss, it gives those heads an exact zero gradient.
+
+    Why: audiocraft computes every head's logits and takes the loss on one stage, so the other heads
+    get a zero gradient and AdamW still steps them (momentum, weight decay). Computing only the
+    stage's head (a quarter of the output-layer cost with 4 codebooks, about a quarter of a tiny
+    model's step) and anchoring the others at zero keeps that training trajectory bit for bit.
+    """
+    others = [head.weight for k, head in enumerate(lm.linears) if k != stage]
+    return sum((w.sum() * 0.0 for w in others), torch.zeros((), device=others[0].device)) if others else 0.0
 
 
 class StageTally:
@@ -128,8 +142,9 @@ class MagnetSolver(TextLMSolver):
         stage = choose_stage(self.n_q, rng.shared)
         mask, rate = sample_masks(B, T, self.span_len, generator=rng.local, device=device)
         raw, cmask = conditions()
-        logits = model(masked_stage_inputs(codes, stage, mask, self.mask_id), raw, cmask, stage)
+        logits = model(masked_stage_inputs(codes, stage, mask, self.mask_id), raw, cmask, stage, codebooks=[stage])
         loss, correct = magnet_loss(logits, codes, stage, mask)
+        loss = loss + zero_gradient_anchor(bare_lm(model), stage)
         return loss, {
             "stage": float(stage), "mask_rate": float(mask.float().mean()),
             "train_masked_accuracy": float(correct.float().mean()),
@@ -138,7 +153,6 @@ class MagnetSolver(TextLMSolver):
     def _hybrid_objective(self, model, codes, conditions: Callable[[], Conditions], rng: StepRandom, device):
         """Hybrid-MAGNeT: masked loss after a random prefix + causal next-frame loss on it, in one forward."""
         from ..models.hybrid import causal_mask, shift_right
-        from .text_lm import bare_lm
 
         B, K, T = codes.shape
         stage = choose_stage(self.n_q, rng.shared)
@@ -186,7 +200,8 @@ class MagnetSolver(TextLMSolver):
                     t = torch.full((B,), float(torch.arccos(torch.tensor(rate)) * 2 / torch.pi))
                     mask, _ = sample_masks(B, T, self.span_len, generator=g, device=device, t=t)
                     raw, cmask = self._cond(vs, chunk, None, 0.0, device)
-                    logits = model(masked_stage_inputs(codes, stage, mask, self.mask_id), raw, cmask, stage)
+                    logits = model(masked_stage_inputs(codes, stage, mask, self.mask_id), raw, cmask, stage,
+                                   codebooks=[stage])
                     loss, correct = magnet_loss(logits, codes, stage, mask)
                     hits = int((codes[:, stage][mask] == self._unigram[stage].to(device)).sum())
                     tally.add(stage, loss, correct, hits, int(mask.sum()))

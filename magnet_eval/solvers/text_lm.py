@@ -29,7 +29,8 @@ class LMTrainModule(torch.nn.Module):
     LM's `condition_provider.conditioners.description.output_proj`, applied here inside forward so
     DDP sees every parameter that gets a gradient. Projected conditions are zeroed where the mask is
     off, as audiocraft's conditioner does (a dropped condition is then exactly the null condition).
-    `predictions=True` routes forward to `compute_predictions` (MusicGen's delay pattern).
+    `predictions=True` routes forward to `compute_predictions` (MusicGen's delay pattern), or with
+    `delayed=True` returns the logits over the delayed sequence itself (no re-alignment copy).
     Training checkpoints store this module (keys prefixed `lm.`); exports store the bare LM.
     """
 
@@ -46,13 +47,17 @@ class LMTrainModule(torch.nn.Module):
         return cond * mask.unsqueeze(-1).to(cond.dtype), mask
 
     def forward(self, codes: torch.Tensor, raw: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
-                stage: Optional[int] = None, attn_mask: Optional[torch.Tensor] = None):
+                stage: Optional[int] = None, attn_mask: Optional[torch.Tensor] = None,
+                codebooks: Optional[list[int]] = None, delayed: bool = False):
         cond = self.project(raw, mask)
+        if self.predictions and delayed:  # the LM's own output over the delayed sequence (MusicGen's training loss)
+            seq, _ = self.lm.pattern.build(codes, self.lm.special_token_id, valid_only=True)
+            return self.lm(seq, cond)
         if self.predictions:
             return self.lm.compute_predictions(codes, cond)
         if attn_mask is not None:  # e.g. Hybrid-MAGNeT's per-row causal / stage masks
-            return self.lm(codes, cond, stage, attn_mask=attn_mask)
-        return self.lm(codes, cond, stage)
+            return self.lm(codes, cond, stage, attn_mask=attn_mask, codebooks=codebooks)
+        return self.lm(codes, cond, stage, codebooks=codebooks)
 
 
 def bare_lm(model: torch.nn.Module) -> torch.nn.Module:
