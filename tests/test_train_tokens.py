@@ -100,11 +100,41 @@ def test_text_conditions_cached_without_padding():
     texts = ["one two three", "four", "one two three"]
     out = encode_texts(texts, encode_raw, "toy-encoder")
     assert [o.shape[0] for o in out] == [3, 1, 3]
-    assert calls == [["one two three", "four"]]  # duplicates encoded once
+    assert calls == [["one two three"], ["four"]]  # duplicates encoded once, each caption alone
     again = encode_texts(["four", "five six"], encode_raw, "toy-encoder")
     assert calls[-1] == ["five six"] and torch.equal(again[0], out[1])
     encode_texts(["four"], encode_raw, "another-encoder")
     assert calls[-1] == ["four"]
+
+
+def test_a_caption_condition_does_not_depend_on_its_batch_mates_or_threads(tmp_path, monkeypatch):
+    """The cached condition of a caption is the same whether it was missing from the cache alone or with
+    other captions (the toy encoder, like a real one, sees the batch's padded length), and the encoder
+    runs on one thread whatever the caller's count."""
+    from magnet_eval.solvers import tokens
+
+    seen_threads = []
+
+    def encode_raw(texts):  # padding-sensitive like a real encoder: rows see the batch's longest length
+        seen_threads.append(torch.get_num_threads())
+        S = max(len(t) for t in texts)
+        emb = torch.zeros(len(texts), S, 3)
+        mask = torch.zeros(len(texts), S)
+        for i, t in enumerate(texts):
+            emb[i, :len(t)] = torch.tensor([float(ord(c)) for c in t])[:, None] / S
+            mask[i, :len(t)] = 1
+        return emb, mask
+
+    texts = ["a short one", "a much longer caption about drums and bass", "mid length text"]
+    monkeypatch.setenv("MAGNET_EVAL_CACHE", str(tmp_path / "a"))
+    torch.set_num_threads(2)
+    together = encode_texts(texts, encode_raw, "toy")
+    monkeypatch.setenv("MAGNET_EVAL_CACHE", str(tmp_path / "b"))
+    alone = [encode_texts([t], encode_raw, "toy")[0] for t in texts]
+    for x, y in zip(together, alone):
+        assert torch.equal(x, y)
+    assert set(seen_threads) == {1} and torch.get_num_threads() == 2  # one thread inside, restored after
+    assert tokens.condition_dir("toy").name == tokens.CONDITIONS_LAYOUT
 
 
 def test_crops_and_condition_batches():

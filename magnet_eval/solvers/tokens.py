@@ -60,9 +60,12 @@ def token_dir(codec_key: str) -> Path:
     return cache_dir() / "tokens" / codec_key[:20]
 
 
+CONDITIONS_LAYOUT = "v2"  # v2: one caption per encoder pass on one thread (v1 files, batched, are not read)
+
+
 def condition_dir(encoder_key: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder_key)
-    return cache_dir() / "conditions" / safe
+    return cache_dir() / "conditions" / safe / CONDITIONS_LAYOUT
 
 
 def _save_atomic_npy(path: Path, arr: np.ndarray) -> None:
@@ -111,12 +114,15 @@ def encode_texts(
     texts: Sequence[str],
     encode_raw: Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]],
     encoder_key: str,
-    batch_size: int = 32,
     description: str = "encoding captions",
 ) -> list[torch.Tensor]:
     """Frozen text-encoder outputs [S_i, D] (float32, padding removed) per text, cached on disk.
 
     encode_raw: texts -> (embeddings [B, S, D], mask [B, S]); only the valid positions are stored.
+    Each caption is encoded alone, on one CPU thread: its stored condition then depends on its text
+    only, not on which other captions happened to be missing from the cache at the time (padding to
+    the longest caption of a batch and the kernels' blocking move the floats, and any changed input
+    sends a training run elsewhere: docs/determinism.md).
     """
     folder = condition_dir(encoder_key)
     folder.mkdir(parents=True, exist_ok=True)
@@ -131,18 +137,21 @@ def encode_texts(
             except Exception:
                 warn(f"condition cache file {path} is unreadable; re-encoding")
         missing.append(text)
-    batches = [missing[i : i + batch_size] for i in range(0, len(missing), batch_size)]
-    for chunk in track(batches, description):
-        with torch.no_grad():
-            emb, mask = encode_raw(list(chunk))
-        for j, text in enumerate(chunk):
-            valid = mask[j].bool().cpu()
-            e = emb[j].detach().cpu().float()[valid]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for text in track(missing, description):
+            with torch.no_grad():
+                emb, mask = encode_raw([text])
+            valid = mask[0].bool().cpu()
+            e = emb[0].detach().cpu().float()[valid]
             if e.shape[0] == 0:  # an empty caption: keep one zero row so shapes stay valid
                 e = torch.zeros(1, emb.shape[-1])
             with atomic_write(folder / f"{text_sha256(text)[:40]}.pt") as f:
                 torch.save({"emb": e.half(), "text": text}, f)
             result[text] = e.half().float()
+    finally:
+        torch.set_num_threads(previous)
     return [result[t] for t in texts]
 
 
