@@ -352,9 +352,9 @@ def plot_quality_latency(table: "pd.DataFrame", out_png: Path) -> Optional[Path]
         lo = (rows["fad"] - rows["fad_ci_low"]).clip(lower=0).fillna(0)
         hi = (rows["fad_ci_high"] - rows["fad"]).clip(lower=0).fillna(0)
         ax.errorbar(rows["latency_s"], rows["fad"], yerr=[lo, hi], fmt="o", color=c, capsize=3, label=group)
-        for r in rows.itertuples():
-            ax.annotate(f"{r.setting}" + (" *" if r.baseline else ""), (r.latency_s, r.fad), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
+        for r in rows.itertuples():  # short labels: the tables give every setting in full
+            label = "baseline *" if r.baseline else (r.setting if len(r.setting) <= 22 else r.setting[:21] + "…")
+            ax.annotate(label, (r.latency_s, r.fad), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.set_xlabel("latency at batch 1 (s, CPU)")
     ax.set_ylabel("FAD [musicnn] (bootstrap CI)")
     ax.set_title("MAGNeT ablations (tiny): quality vs latency  (* = group baseline)", fontsize=10)
