@@ -112,6 +112,17 @@ def test_solver_step_gives_gradient_to_the_chosen_head_only():
     assert seen == {0, 1, 2, 3}
 
 
+def adamw_trajectory(solver, lm: torch.nn.Module, steps: int) -> dict[str, torch.Tensor]:
+    """The LM's weights after `steps` AdamW steps of the solver's objective on clips 0-3 (a fixed RNG per step)."""
+    opt = torch.optim.AdamW(solver.model.parameters(), lr=1e-2, weight_decay=0.1)
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        out = solver.train_loss(solver.model, [0, 1, 2, 3], StepRandom(0, step, 0), torch.device("cpu"))
+        out.loss.backward()
+        opt.step()
+    return {k: v.detach().clone() for k, v in lm.state_dict().items()}
+
+
 def test_one_head_training_is_bit_identical_to_computing_every_head(monkeypatch):
     """The stage's head only + a zero-gradient anchor on the others: the same AdamW trajectory as every head."""
     import magnet_eval.solvers.magnet as magnet_mod
@@ -126,14 +137,9 @@ def test_one_head_training_is_bit_identical_to_computing_every_head(monkeypatch)
             forward = module.forward
             monkeypatch.setattr(module, "forward", lambda *a, codebooks=None, **k: forward(*a, **k))
             monkeypatch.setattr(magnet_mod, "zero_gradient_anchor", lambda lm, stage: 0.0)
-        opt = torch.optim.AdamW(module.parameters(), lr=1e-2, weight_decay=0.1)
-        for step in range(8):
-            opt.zero_grad(set_to_none=True)
-            out = solver.train_loss(module, [0, 1, 2, 3], StepRandom(0, step, 0), torch.device("cpu"))
-            out.loss.backward()
-            opt.step()
+        weights = adamw_trajectory(solver, lm, steps=8)
         monkeypatch.undo()
-        return {k: v.detach().clone() for k, v in lm.state_dict().items()}
+        return weights
 
     one, every = run(False), run(True)
     assert one.keys() == every.keys()
@@ -155,14 +161,9 @@ def test_musicgen_sequence_loss_is_bit_identical_to_the_realigned_loss(monkeypat
             forward = module.forward
             monkeypatch.setattr(module, "forward", lambda *a, delayed=False, **k: forward(*a, **k))
             monkeypatch.setattr("magnet_eval.solvers.musicgen.DelayPattern", type("NoDelay", (), {}))
-        opt = torch.optim.AdamW(module.parameters(), lr=1e-2, weight_decay=0.1)
-        for step in range(6):
-            opt.zero_grad(set_to_none=True)
-            out = solver.train_loss(module, [0, 1, 2, 3], StepRandom(0, step, 0), torch.device("cpu"))
-            out.loss.backward()
-            opt.step()
+        weights = adamw_trajectory(solver, lm, steps=6)
         monkeypatch.undo()
-        return {k: v.detach().clone() for k, v in lm.state_dict().items()}
+        return weights
 
     direct, realigned = run(False), run(True)
     for k in direct:
