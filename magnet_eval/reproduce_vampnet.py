@@ -43,7 +43,7 @@ class VampNetTinyPreset:
     floor; a coarse run reached 0.0028 at 400 steps, 0.0036 at 600 (floor 0.00056)."""
 
     tiny: TinyPreset = field(default_factory=TinyPreset)  # corpus + codec: the tiny preset's, shared
-    train: VampNetBudget = field(default_factory=lambda: VampNetBudget(steps=1200, batch_size=8, lr=2e-3))
+    train: VampNetBudget = field(default_factory=VampNetBudget)  # `train vampnet`'s defaults
     segment_seconds: float = 3.0  # crops of both parts (c2f: the reference's 3 s chunks; coarse shortened for CPU)
     periods: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     steps_sweep: tuple[int, ...] = (1, 4, 12)  # coarse steps; the c2f model gets twice as many (12 + 24 default)

@@ -54,18 +54,6 @@ def magnet_loss(logits: torch.Tensor, codes: torch.Tensor, stage: int, mask: tor
     return loss, correct
 
 
-def zero_gradient_anchor(lm: torch.nn.Module, stage: int) -> torch.Tensor:
-    """0 times the other stages' output heads: added to the loss, it gives those heads an exact zero gradient.
-
-    Why: audiocraft computes every head's logits and takes the loss on one stage, so the other heads
-    get a zero gradient and AdamW still steps them (momentum, weight decay). Computing only the
-    stage's head (a quarter of the output-layer cost with 4 codebooks, about a quarter of a tiny
-    model's step) and anchoring the others at zero keeps that training trajectory bit for bit.
-    """
-    others = [head.weight for k, head in enumerate(lm.linears) if k != stage]
-    return sum((w.sum() * 0.0 for w in others), torch.zeros((), device=others[0].device)) if others else 0.0
-
-
 class StageTally:
     """Masked-token loss, accuracy and most-frequent-token hits summed per stage, then averaged.
 
@@ -142,9 +130,9 @@ class MagnetSolver(TextLMSolver):
         stage = choose_stage(self.n_q, rng.shared)
         mask, rate = sample_masks(B, T, self.span_len, generator=rng.local, device=device)
         raw, cmask = conditions()
+        # the stage's output head only (LMTrainModule anchors the others at an exact zero gradient)
         logits = model(masked_stage_inputs(codes, stage, mask, self.mask_id), raw, cmask, stage, codebooks=[stage])
         loss, correct = magnet_loss(logits, codes, stage, mask)
-        loss = loss + zero_gradient_anchor(bare_lm(model), stage)
         return loss, {
             "stage": float(stage), "mask_rate": float(mask.float().mean()),
             "train_masked_accuracy": float(correct.float().mean()),

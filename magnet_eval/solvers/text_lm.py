@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from abc import abstractmethod
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -20,6 +20,20 @@ from .interface import Solver, StepOutput, StepRandom
 from .tokens import TokenSet
 
 Conditions = tuple[Optional[torch.Tensor], Optional[torch.Tensor]]
+
+
+def zero_gradient_anchor(lm: torch.nn.Module, computed: Sequence[int]) -> torch.Tensor:
+    """0 times the output heads not in `computed`: added to the logits, it gives those heads an exact zero gradient.
+
+    Why: audiocraft computes every head's logits and takes MAGNeT's loss on one stage, so the other
+    heads get a zero gradient and AdamW still steps them (momentum, weight decay). Computing only the
+    stage's head (a quarter of the output-layer cost with 4 codebooks) and anchoring the others at zero
+    keeps that training trajectory bit for bit. It is added inside `forward` so that DDP sees every
+    parameter used by the forward pass.
+    """
+    others = [head.weight for k, head in enumerate(lm.linears) if k not in set(computed)]
+    zero = torch.zeros((), device=lm.linears[0].weight.device, dtype=lm.linears[0].weight.dtype)
+    return sum((w.sum() * 0.0 for w in others), zero)
 
 
 class LMTrainModule(torch.nn.Module):
@@ -56,8 +70,12 @@ class LMTrainModule(torch.nn.Module):
         if self.predictions:
             return self.lm.compute_predictions(codes, cond)
         if attn_mask is not None:  # e.g. Hybrid-MAGNeT's per-row causal / stage masks
-            return self.lm(codes, cond, stage, attn_mask=attn_mask, codebooks=codebooks)
-        return self.lm(codes, cond, stage, codebooks=codebooks)
+            logits = self.lm(codes, cond, stage, attn_mask=attn_mask, codebooks=codebooks)
+        else:
+            logits = self.lm(codes, cond, stage, codebooks=codebooks)
+        if codebooks is not None and self.training:
+            logits = logits + zero_gradient_anchor(self.lm, codebooks)
+        return logits
 
 
 def bare_lm(model: torch.nn.Module) -> torch.nn.Module:
