@@ -427,6 +427,7 @@ def _train_summary(parts: dict[str, Path]) -> str:
     out = []
     for part, export in parts.items():
         m = last_valid_metrics(export.parent / "train_log.csv")
-        out.append(f"{part} masked-token accuracy {m.get('valid_accuracy', math.nan):.3f} vs unigram floor "
-                   f"{m.get('valid_unigram_accuracy', math.nan):.3f}")
+        acc, floor = m.get("valid_accuracy", math.nan), m.get("valid_unigram_accuracy", math.nan)
+        ratio = f", {acc / floor:.1f}x the floor" if floor and math.isfinite(acc / floor) else ""
+        out.append(f"{part} masked-token accuracy {acc:.2g} vs unigram floor {floor:.2g}{ratio}")
     return "; ".join(out) + "."

@@ -205,8 +205,8 @@ def train_vampnet(
              f"{len(valid_set)} validation clips, crops of {segment_frames} frames, no text condition")
 
     def summary(m: dict[str, Any]) -> str:
-        return (f"vampnet {part}: validation masked-token accuracy {m.get('valid_accuracy', float('nan')):.3f} "
-                f"(unigram floor {m.get('valid_unigram_accuracy', float('nan')):.3f}, "
+        return (f"vampnet {part}: validation masked-token accuracy {m.get('valid_accuracy', float('nan')):.2g} "
+                f"(unigram floor {m.get('valid_unigram_accuracy', float('nan')):.2g}, "
                 f"chance {m.get('valid_chance_accuracy', float('nan')):.5f})")
 
     return _fit_recipe(out, solver, tc, recipe, artifact, restart_stale=restart_stale, summary=summary, intro=intro)
