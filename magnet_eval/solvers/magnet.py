@@ -92,7 +92,9 @@ class MagnetSolver(TextLMSolver):
     """Trains a MAGNeT LM on cached tokens and text conditions."""
 
     name = "magnet"
-    find_unused_parameters = True  # the loss reaches only the chosen stage's output head
+    # every head gets a gradient (an exact zero for the stages not trained this step: text_lm.zero_gradient_anchor);
+    # DDP's search for unused parameters stays on as a safety net
+    find_unused_parameters = True
 
     def __init__(
         self,
