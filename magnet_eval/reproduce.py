@@ -21,10 +21,9 @@ import json
 import shlex
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import MagnetEvalError, MissingWeightsError
 from .manifest import Manifest, ManifestEntry
@@ -94,19 +93,6 @@ class Run:
             notes.append("The first complete run in this work folder (the one that built the cache): "
                          + _stage_line([Stage(**s) for s in first["stages"]], first["total"]))
         return notes
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch's CPU thread count set to n inside the block, restored after (presets on 2 shared cores)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 # ---------------------------------------------------------------------------------------------- systems

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .manifest import Manifest
 from .progress import info
-from .reproduce import evaluate_system, fad_size_caveat, Run, tiny_corpus, TinyPreset, torch_threads, _split_manifest
+from .reproduce import evaluate_system, fad_size_caveat, Run, tiny_corpus, TinyPreset, _split_manifest
+from .threads import torch_threads
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,7 +77,9 @@ class AblationsPreset:
     tiny: TinyPreset = field(default_factory=TinyPreset)  # corpus + codec + base models: the tiny preset's, shared
     variants: Optional[VariantBudget] = None  # None: the base MAGNeT tiny's budget (then span 3 = the base model)
     span_lengths: tuple[int, ...] = (1, 3, 5)  # 3 is the paper's (and the group's baseline)
-    restricted_context: int = 5  # the paper's band |q - k| <= 5 for stages > 0
+    # the paper's band |q - k| <= 5 for stages > 0 (models.presets.MAGNET_RESTRICTED_CONTEXT; a literal here
+    # because importing the presets imports torch)
+    restricted_context: int = 5
     fixed_cfg: float = 3.0  # the fixed coefficient compared with annealing 10 -> 1
     base_steps: tuple[int, ...] = (20, 10, 10, 10)  # every row's decoding steps unless it varies them (audiocraft's)
     steps_sweep: tuple[tuple[int, ...], ...] = ((10, 5, 5, 5), (40, 20, 20, 20))
@@ -101,8 +104,10 @@ class AblationsPreset:
 
     def span3_is_base(self) -> bool:
         """The base model is exactly the span-3 restricted-context variant when trained with its budget."""
-        return self.variant_budget().same_as_base(self.base_budget()) and self.restricted_context == 5 \
-            and 3 in self.span_lengths
+        from .models.presets import MAGNET_RESTRICTED_CONTEXT
+
+        return self.variant_budget().same_as_base(self.base_budget()) \
+            and self.restricted_context == MAGNET_RESTRICTED_CONTEXT
 
 
 @dataclass

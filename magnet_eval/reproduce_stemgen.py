@@ -33,7 +33,8 @@ import numpy as np
 
 from .manifest import Manifest, ManifestEntry
 from .progress import info
-from .reproduce import fad_size_caveat, Run, tiny_corpus, TinyPreset, torch_threads
+from .reproduce import fad_size_caveat, Run, tiny_corpus, TinyPreset
+from .threads import torch_threads
 
 PRESET_NAME = "stemgen-tiny"
 SUBDIR = "stemgen"

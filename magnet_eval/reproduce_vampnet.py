@@ -28,7 +28,8 @@ import numpy as np
 
 from .manifest import Manifest, ManifestEntry
 from .progress import info
-from .reproduce import fad_size_caveat, Run, tiny_corpus, TinyPreset, torch_threads, _split_manifest
+from .reproduce import fad_size_caveat, Run, tiny_corpus, TinyPreset, _split_manifest
+from .threads import torch_threads
 from .solvers.vampnet import VampNetBudget
 
 PRESET_NAME = "vampnet-tiny"

@@ -30,6 +30,9 @@ def is_preset(name: str) -> bool:
     return name in PRESET_NAMES
 
 
+MAGNET_RESTRICTED_CONTEXT = 5  # stages > 0 attend within |q - k| <= 5 frames, the paper's
+
+
 def preset_config(name: str, codec: Optional[Any] = None, text_encoder: Optional[str] = None) -> LMConfig:
     """The LMConfig of a preset; `codec` (an object with n_q, card, frame_rate, sample_rate) overrides those."""
     if name not in PRESET_NAMES:
@@ -46,7 +49,7 @@ def preset_config(name: str, codec: Optional[Any] = None, text_encoder: Optional
         causal=(kind == "musicgen"),
         pattern="parallel" if kind == "magnet" else "delay",
         delays=[0, 1, 2, 3],
-        subcodes_context=5 if kind == "magnet" else None,
+        subcodes_context=MAGNET_RESTRICTED_CONTEXT if kind == "magnet" else None,
         span_len=3,
         segment_duration=10.0,
         frame_rate=50.0,

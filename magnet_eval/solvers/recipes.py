@@ -28,6 +28,7 @@ import torch
 from ..errors import CheckpointError, MagnetEvalError
 from ..manifest import Manifest, read_any
 from ..progress import info, track, warn
+from ..threads import torch_threads
 from .base import fit
 from .checkpoint import read_marker
 from .interface import TrainConfig, TrainResult
@@ -446,12 +447,10 @@ def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: T
     import os
 
     out = Path(out_dir)
-    previous = torch.get_num_threads()
     if parallel is None:
         parallel = (os.cpu_count() or 1) >= 2 and _is_main()
-    if threads:  # the codec trains alone: it gets the threads of both LM workers
-        torch.set_num_threads(int(threads) * (2 if parallel else 1))
-    try:
+    # the codec trains alone: it gets the threads of both LM workers
+    with torch_threads(int(threads) * (2 if parallel else 1) if threads else None):
         codec = train_tiny_codec(corpus_manifest, out / "codec", budget, seed)
         kinds = ("magnet", "musicgen")
         args = {k: (k, str(corpus_manifest), str(out / k), str(codec), budget, seed, threads) for k in kinds}
@@ -465,6 +464,4 @@ def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: T
                 lms = {k: Path(f.result()) for k, f in futures.items()}
         else:
             lms = {k: Path(_train_tiny_lm(*args[k])) for k in kinds}
-    finally:
-        torch.set_num_threads(previous)
     return {"codec": codec, **lms}

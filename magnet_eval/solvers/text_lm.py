@@ -31,7 +31,8 @@ def zero_gradient_anchor(lm: torch.nn.Module, computed: Sequence[int]) -> torch.
     keeps that training trajectory bit for bit. It is added inside `forward` so that DDP sees every
     parameter used by the forward pass.
     """
-    others = [head.weight for k, head in enumerate(lm.linears) if k not in set(computed)]
+    computed = set(computed)
+    others = [head.weight for k, head in enumerate(lm.linears) if k not in computed]
     zero = torch.zeros((), device=lm.linears[0].weight.device, dtype=lm.linears[0].weight.dtype)
     return sum((w.sum() * 0.0 for w in others), zero)
 
@@ -69,10 +70,8 @@ class LMTrainModule(torch.nn.Module):
             return self.lm(seq, cond)
         if self.predictions:
             return self.lm.compute_predictions(codes, cond)
-        if attn_mask is not None:  # e.g. Hybrid-MAGNeT's per-row causal / stage masks
-            logits = self.lm(codes, cond, stage, attn_mask=attn_mask, codebooks=codebooks)
-        else:
-            logits = self.lm(codes, cond, stage, codebooks=codebooks)
+        # attn_mask: e.g. Hybrid-MAGNeT's per-row causal / stage masks (None: the stage's own)
+        logits = self.lm(codes, cond, stage, attn_mask=attn_mask, codebooks=codebooks)
         if codebooks is not None and self.training:
             logits = logits + zero_gradient_anchor(self.lm, codebooks)
         return logits

@@ -23,6 +23,7 @@ from ..files import atomic_write, load_torch
 from ..manifest import Manifest
 from ..paths import cache_dir
 from ..progress import track, warn
+from ..threads import torch_threads
 
 
 def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
@@ -137,9 +138,7 @@ def encode_texts(
             except Exception:
                 warn(f"condition cache file {path} is unreadable; re-encoding")
         missing.append(text)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         for text in track(missing, description):
             with torch.no_grad():
                 emb, mask = encode_raw([text])
@@ -150,8 +149,6 @@ def encode_texts(
             with atomic_write(folder / f"{text_sha256(text)[:40]}.pt") as f:
                 torch.save({"emb": e.half(), "text": text}, f)
             result[text] = e.half().float()
-    finally:
-        torch.set_num_threads(previous)
     return [result[t] for t in texts]
 
 
