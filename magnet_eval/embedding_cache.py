@@ -29,6 +29,10 @@ import numpy as np
 from .files import atomic_write, file_sha1
 from .paths import cache_dir
 
+#: clips handed to an embedder at once by default; embedders that batch give the same values for any size
+#: (musicnn: fixed-shape passes; pann: passes of two or more clips), so this only trades memory for speed
+EMBED_BATCH = 8
+
 _SAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
 
 
@@ -206,11 +210,12 @@ def cached_per_file(
     dim: int | None = None,
     description: str | None = None,
     compute_batch: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
-    batch_size: int = 1,
+    batch_size: int = EMBED_BATCH,
 ) -> dict[str, np.ndarray]:
     """{id: array} for (id, audio_path) items: cached arrays, else compute(prepared audio) (then cached).
 
-    One progress bar; each file is written as soon as it is done, so a killed run resumes.
+    One progress bar; each file is written as soon as it is done, so a killed run resumes. While a
+    group is computed, one thread reads and normalises the next group's audio.
     compute_batch (with batch_size > 1): the missing clips are computed `batch_size` at a time; a batch
     that fails is redone clip by clip, so the error names its file. Under torchrun (`sharding`) each
     rank computes its shard and the arrays of every rank are gathered, in `items` order.
@@ -221,43 +226,74 @@ def cached_per_file(
     tag = preprocess_tag(normalize, headroom_db, variant)
     bs = max(1, int(batch_size)) if compute_batch is not None else 1
 
+    def lookup(group: list[tuple[str, str]]) -> tuple[dict[str, np.ndarray], list[tuple[str, str, Path]]]:
+        """The group's cached arrays, and (clip id, audio path, cache path) of its misses."""
+        hits, todo = {}, []
+        for clip_id, audio_path in group:
+            where: list[Path] = []
+
+            def _lookup(p=audio_path, where=where) -> np.ndarray | None:
+                if not cache.enabled:  # nothing read or written: no need to hash the file
+                    where.append(Path(os.devnull))
+                    return None
+                where.append(cache.path_for_file(p, name, weights_id, sample_rate, tag))  # hashed once
+                return cache.load(where[0], dim)
+
+            got = _per_clip(clip_id, audio_path, _lookup)
+            if got is not None:
+                cache.hits += 1
+                hits[clip_id] = got
+            else:
+                todo.append((clip_id, audio_path, where[0]))
+        return hits, todo
+
+    def prepare_all(todo: list[tuple[str, str, Path]]) -> list[np.ndarray]:
+        return [prepare_audio(p, sample_rate, normalize, headroom_db) for _, p, _ in todo]
+
     def work(mine: list[tuple[str, str]]) -> dict[str, np.ndarray]:
+        from concurrent.futures import ThreadPoolExecutor
+
         from .progress import track
 
         out: dict[str, np.ndarray] = {}
+        groups = [mine[i:i + bs] for i in range(0, len(mine), bs)]
+        ahead = None  # the next group, looked up, its audio being read and normalised by the prefetch thread
         try:
-            for group in track([mine[i:i + bs] for i in range(0, len(mine), bs)], description or f"{name} embeddings"):
-                todo = []  # (clip id, audio path, cache path) of this group's misses
-                for clip_id, audio_path in group:
-                    where: list[Path] = []
-
-                    def _lookup(p=audio_path, where=where) -> np.ndarray | None:
-                        if not cache.enabled:  # nothing read or written: no need to hash the file
-                            where.append(Path(os.devnull))
-                            return None
-                        where.append(cache.path_for_file(p, name, weights_id, sample_rate, tag))  # hashed once
-                        return cache.load(where[0], dim)
-
-                    got = _per_clip(clip_id, audio_path, _lookup)
-                    if got is not None:
-                        cache.hits += 1
-                        out[clip_id] = got
+            with ThreadPoolExecutor(1) as prefetch:
+                for k, group in enumerate(track(groups, description or f"{name} embeddings")):
+                    if ahead is None:
+                        hits, todo = lookup(group)
+                        pending = prefetch.submit(prepare_all, todo) if todo else None
                     else:
-                        todo.append((clip_id, audio_path, where[0]))
-                if len(todo) > 1:
-                    _compute_group(todo, out, cache, compute_batch, sample_rate, normalize, headroom_db)
-                for clip_id, audio_path, target in todo:
-                    if clip_id in out:
-                        continue
+                        hits, todo, pending = ahead
+                    ahead = None
+                    if k + 1 < len(groups):
+                        try:
+                            nxt = lookup(groups[k + 1])
+                            ahead = (*nxt, prefetch.submit(prepare_all, nxt[1]) if nxt[1] else None)
+                        except Exception:  # noqa: BLE001  (raised again in its turn, after this group is saved)
+                            ahead = None
+                    out.update(hits)
+                    try:
+                        wavs = pending.result() if pending is not None else None
+                    except Exception:  # noqa: BLE001  (each clip is prepared again below; its error names the file)
+                        wavs = None
+                    if len(todo) > 1 and wavs is not None:
+                        _compute_group(todo, wavs, out, cache, compute_batch)
+                    for i, (clip_id, audio_path, target) in enumerate(todo):
+                        if clip_id in out:
+                            continue
 
-                    def _compute(p=audio_path, target=target) -> np.ndarray:
-                        arr = np.asarray(compute(prepare_audio(p, sample_rate, normalize, headroom_db)), np.float32)
-                        arr = arr[None] if arr.ndim == 1 else arr
-                        cache.misses += 1
-                        cache.save(target, arr)
-                        return arr
+                        def _compute(p=audio_path, target=target, wav=wavs[i] if wavs is not None else None):
+                            if wav is None:
+                                wav = prepare_audio(p, sample_rate, normalize, headroom_db)
+                            arr = np.asarray(compute(wav), np.float32)
+                            arr = arr[None] if arr.ndim == 1 else arr
+                            cache.misses += 1
+                            cache.save(target, arr)
+                            return arr
 
-                    out[clip_id] = _per_clip(clip_id, audio_path, _compute)
+                        out[clip_id] = _per_clip(clip_id, audio_path, _compute)
         finally:
             cache.save_index()
         rank, world = sharding.rank_world()
@@ -271,11 +307,10 @@ def cached_per_file(
     return {clip_id: got[clip_id] for clip_id, _ in items if clip_id in got}
 
 
-def _compute_group(todo: list[tuple[str, str, Path]], out: dict[str, np.ndarray], cache: EmbeddingCache,
-                   compute_batch, sample_rate: int, normalize: bool, headroom_db: float) -> None:
+def _compute_group(todo: list[tuple[str, str, Path]], wavs: list[np.ndarray], out: dict[str, np.ndarray],
+                   cache: EmbeddingCache, compute_batch) -> None:
     """One batched call for several missing clips; any failure leaves them to the per-clip path (which names files)."""
     try:
-        wavs = [prepare_audio(p, sample_rate, normalize, headroom_db) for _, p, _ in todo]
         arrays = compute_batch(wavs)
         if len(arrays) != len(todo):
             return
@@ -316,7 +351,7 @@ def _per_clip(clip_id: str, audio_path: str | None, work: Callable[[], np.ndarra
 
 def embed_files(items: list[tuple[str, str]], embedder, *, cache: EmbeddingCache | None = None,
                 normalize: bool = True, headroom_db: float = 14.0, description: str | None = None,
-                batch_size: int = 1) -> dict[str, np.ndarray]:
+                batch_size: int = EMBED_BATCH) -> dict[str, np.ndarray]:
     """Embedding frames [frames, dim] per id with an Embedder (name, sample_rate, weights_id, embed).
 
     batch_size > 1 uses the embedder's `embed_batch` when it has one (per-clip results equal batch 1's).

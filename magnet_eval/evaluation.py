@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from .embedding_cache import EmbeddingCache, cached_per_file, embed_files
+from .embedding_cache import EMBED_BATCH, EmbeddingCache, cached_per_file, embed_files
 from .errors import ManifestError, MagnetEvalError, MissingWeightsError, model_load_errors
 from .manifest import Manifest, read_any
 from .metrics import ROWS, canonical
@@ -154,7 +154,7 @@ class _Run:
     seed: int
     strict_pairing: bool
     reference_label: str
-    batch_size: int = 1
+    batch_size: int = EMBED_BATCH
     results: list[tuple[MetricResult, str]] = field(default_factory=list)  # (result, model label)
     _embeddings: dict = field(default_factory=dict)
 
@@ -236,7 +236,8 @@ def _reference_geometry(stats: ReferenceStats):
     if held is None or held[0] is not stats:
         if len(_GEOMETRY) >= 8:
             _GEOMETRY.pop(next(iter(_GEOMETRY)))
-        held = (stats, FixedGaussian(stats.mean, stats.cov))
+        complete = stats.frames is not None and stats.frames.shape[0] == stats.count  # every frame kept
+        held = (stats, FixedGaussian(stats.mean, stats.cov, frames=stats.frames if complete else None))
         _GEOMETRY[key] = held
     return held[1]
 
@@ -430,7 +431,7 @@ def evaluate(
     on_missing_weights: str = "raise",
     on_error: str = "raise",
     strict_pairing: bool = False,
-    batch_size: int = 1,
+    batch_size: int = EMBED_BATCH,
 ) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     """Compute `metrics` for one system; returns (results DataFrame, per-sample DataFrame).
 
@@ -438,7 +439,7 @@ def evaluate(
     kl_musicnn, clap, mirdd, chroma_cosine. embedder: the FAD/KAD embedder (name or object);
     weights: an explicit weights file for it (default: its usual cache location).
     kl_classifier: None = PaSST when its weights are present, else musicnn; or a name/object.
-    batch_size: clips per embedder forward pass where the embedder batches (results equal batch 1's).
+    batch_size: clips per embedder call where the embedder batches (the values do not depend on it).
     """
     if on_missing_weights not in ("raise", "row") or on_error not in ("raise", "row"):
         raise MagnetEvalError("on_missing_weights / on_error must be 'raise' or 'row'")

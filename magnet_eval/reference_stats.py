@@ -22,6 +22,7 @@ import numpy as np
 
 from . import __version__
 from .errors import IncompatibleStatsError, MagnetEvalError
+from .embedding_cache import EMBED_BATCH
 from .files import atomic_write
 from .metrics.frechet import GaussianAccumulator, GaussianStats
 
@@ -167,10 +168,11 @@ def stats_from_embeddings(
     if not embeddings:
         raise MagnetEvalError("no reference embeddings: the reference manifest has no audio")
     ids = sorted(embeddings)
-    acc = GaussianAccumulator()
-    for i in ids:
-        acc.update(embeddings[i])
     frames = np.concatenate([np.asarray(embeddings[i], np.float32) for i in ids], axis=0)
+    acc = GaussianAccumulator()
+    rows = max(256, 2 ** 22 // max(int(frames.shape[1]), 1))  # float64 chunks of ~32 MB, not one d x d merge per clip
+    for s in range(0, frames.shape[0], rows):
+        acc.update(frames[s:s + rows])
     if max_frames and frames.shape[0] > max_frames:
         keep = np.sort(np.random.default_rng(seed).choice(frames.shape[0], max_frames, replace=False))
         frames = frames[keep]
@@ -198,7 +200,7 @@ def stats_from_embeddings(
 
 
 def build_reference_stats(manifest, embedder, *, cache=None, normalize: bool = True, headroom_db: float = 14.0,
-                          max_frames: int = 10000, seed: int = 0, batch_size: int = 1) -> ReferenceStats:
+                          max_frames: int = 10000, seed: int = 0, batch_size: int = EMBED_BATCH) -> ReferenceStats:
     """Embed every clip of `manifest` that has audio (cached per file; under torchrun each rank embeds its
     shard and the embeddings are gathered, see `sharding`) and summarise it (see module doc)."""
     from .embedding_cache import embed_files

@@ -138,17 +138,9 @@ def test_vggish_wrong_keys_and_missing_file(torch_home):
 
 
 def test_pann_loads_frechet_audio_distance_layout(torch_home):
-    from magnet_eval.embedders.pann import build_network
-
-    sd = build_network().state_dict()  # frechet-audio-distance's Cnn14_16k: the official key layout
-    g = torch.Generator().manual_seed(0)
-    for k, v in sd.items():
-        if "spectrogram_extractor" in k or "logmel_extractor" in k:
-            continue  # the fixed STFT / mel matrices
-        if k.endswith("running_var"):
-            sd[k] = 0.5 + torch.rand(v.shape, generator=g)
-        elif v.is_floating_point():
-            sd[k] = 0.05 * torch.randn(v.shape, generator=g)
+    # frechet-audio-distance's Cnn14_16k with its own (seeded) initialisation: the official key layout, and
+    # weights under which the output depends on the input
+    sd = _pann_random().model.state_dict()
     path = torch_home / "hub" / "Cnn14_16k_mAP%3D0.438.pth"  # where frechet-audio-distance saves it
     torch.save({"model": sd, "iteration": 1}, path)
     emb = get_embedder("pann").load()
@@ -156,8 +148,43 @@ def test_pann_loads_frechet_audio_distance_layout(torch_home):
     x = noise(16000, 3.0)
     a = emb.embed(x, 16000)
     assert a.shape == (1, 2048) and np.array_equal(a, emb.embed(x, 16000))
-    assert not np.allclose(a, emb.embed(sine(16000, 3.0), 16000))
+    assert np.abs(a - emb.embed(sine(16000, 3.0), 16000)).max() > 1e-3 * np.abs(a).max()
     assert emb.embed(sine(16000, 0.3), 16000).shape == (1, 2048)
+
+
+def _pann_random(device: str = "cpu"):
+    """The pann embedder around a seeded, randomly initialised Cnn14 (no weight file written)."""
+    from magnet_eval.embedders.pann import PANNEmbedder, _pann_models_module
+
+    torch.manual_seed(0)
+    net = _pann_models_module().Cnn14_16k(sample_rate=16000, window_size=512, hop_size=160, mel_bins=64, fmin=50,
+                                          fmax=8000, classes_num=527)
+    emb = PANNEmbedder(device=device)
+    emb.model, emb.weights_id = net.eval(), "sha1:test"
+    return emb
+
+
+def test_pann_clip_value_does_not_depend_on_its_pass():
+    """Alone, paired, first or last of five, beside clips of other lengths: the same bits (version 2 passes)."""
+    emb = _pann_random()
+    clips = [noise(16000, 2.0, seed=s) for s in range(5)] + [noise(16000, 1.5, seed=9), sine(16000, 0.4)]
+    alone = [emb.embed(c, 16000) for c in clips]
+    together = emb.embed_batch(clips, 16000)
+    reordered = emb.embed_batch(clips[::-1], 16000)[::-1]
+    pair = emb.embed_batch(clips[3:5], 16000)
+    for i in range(len(clips)):
+        assert np.array_equal(alone[i], together[i]) and np.array_equal(alone[i], reordered[i]), i
+    assert np.array_equal(pair[0], alone[3]) and np.array_equal(pair[1], alone[4])
+    assert np.abs(alone[0] - alone[5]).max() > 1e-3 * np.abs(alone[0]).max() and alone[0].shape == (1, 2048)
+    probs = emb.clip_probs(clips[0], 16000)
+    assert probs.shape == (1, 527) and np.all((probs >= 0) & (probs <= 1))
+
+
+def test_pann_pass_sizes_bound_memory():
+    from magnet_eval.embedders.pann import pass_clips
+
+    assert pass_clips(16000 * 10) == 8 and pass_clips(16000 * 30) == 2 and pass_clips(16000 * 600) == 2
+    assert pass_clips(16000 * 20) == 4
 
 
 def test_pann_missing_names_file(torch_home):

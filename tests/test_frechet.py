@@ -120,5 +120,29 @@ def test_fixed_gaussian_distance_to_weighted_frames(n):
     copies = GaussianStats.from_frames(np.repeat(x, w, axis=0))
     expected = frechet_distance(ref.mean, ref.cov, copies.mean, copies.cov)
     assert fixed.distance_to_frames(x, w) == pytest.approx(expected, rel=1e-9)
+    assert fixed.frame_set(x).distance(w) == pytest.approx(expected, rel=1e-9)  # n x n products made once
+    assert fixed.frame_set(x).small == (n < 64)
     plain = GaussianStats.from_frames(x)
     assert fixed.distance_to_frames(x) == pytest.approx(frechet_distance(ref.mean, ref.cov, plain.mean, plain.cov), rel=1e-9)
+
+
+def test_a_rank_deficient_reference_decomposed_from_its_frames_matches_eigh():
+    """The SVD of the reference's own frames gives the eigh route's square root and Mahalanobis distances,
+    and the Gram-route distance needs neither (no decomposition made)."""
+    rng = np.random.default_rng(3)
+    frames = _embeddings(rng, 40, 96)
+    ref = GaussianStats.from_frames(frames)
+    from_frames = fr.FixedGaussian(ref.mean, ref.cov, frames=frames)
+    from_cov = fr.FixedGaussian(ref.mean, ref.cov)
+    x = _embeddings(rng, 25, 96, shift=0.3)
+    gen = GaussianStats.from_frames(x)
+    value = from_frames.distance_to_frames(x)
+    assert from_frames._eig is None  # the value came from the 25 x 25 Gram matrix alone
+    assert value == pytest.approx(frechet_distance(ref.mean, ref.cov, gen.mean, gen.cov), rel=1e-9)
+    assert np.allclose(from_frames.sqrt, from_cov.sqrt, atol=1e-9)
+    points = _embeddings(rng, 5, 96)
+    assert np.allclose(from_frames.mahalanobis2(points), from_cov.mahalanobis2(points), rtol=1e-6)
+    dense = _embeddings(rng, 200, 96, shift=0.3)  # more frames than dimensions: the dense route, same answer
+    dstats = GaussianStats.from_frames(dense)
+    assert from_frames.distance_to_frames(dense) == pytest.approx(
+        frechet_distance(ref.mean, ref.cov, dstats.mean, dstats.cov), rel=1e-9)

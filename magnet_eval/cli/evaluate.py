@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from ..embedding_cache import EMBED_BATCH
+
 
 def print_results(results) -> None:
     """The results table on stdout (rich)."""
@@ -70,7 +72,7 @@ def main(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
     ledger: Optional[Path] = typer.Option(None, "--ledger", help="Results ledger (SQLite; default ~/.cache/magnet-eval/ledger.sqlite)."),
     no_ledger: bool = typer.Option(False, "--no-ledger", help="Do not append this run to the results ledger."),
-    batch_size: int = typer.Option(1, "--batch-size", "-b", help="Clips per embedder forward pass (embedders that batch, e.g. musicnn; same values as 1)."),
+    batch_size: int = typer.Option(EMBED_BATCH, "--batch-size", "-b", help="Clips per embedder call (musicnn and pann batch; the values do not depend on it)."),
 ) -> None:
     """Measure generated audio against a reference: FAD (+FAD-inf), KAD, KL, CLAP score, MIRDD, chroma.
 

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ..embedding_cache import EMBED_BATCH
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -25,7 +27,7 @@ def build(
     seed: int = typer.Option(0, "--seed"),
     no_normalize: bool = typer.Option(False, "--no-normalize", help="Skip loudness normalisation (evaluate must then use --no-normalize too)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder."),
-    batch_size: int = typer.Option(1, "--batch-size", "-b", help="Clips per embedder forward pass (embedders that batch, e.g. musicnn; same values as 1)."),
+    batch_size: int = typer.Option(EMBED_BATCH, "--batch-size", "-b", help="Clips per embedder call (musicnn and pann batch; the values do not depend on it)."),
 ) -> None:
     """Embed a reference set and save mean, covariance, count, frames and provenance.
 

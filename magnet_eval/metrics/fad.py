@@ -22,8 +22,8 @@
 - The main value is cross-checked against scipy's sqrtm route (a warning when they differ by
   more than 1e-3 relative, as fadtk) for embeddings of up to `crosscheck_max_dim` (1024)
   dimensions; above that sqrtm alone takes tens of seconds on a CPU.
-- Resampled sets with fewer frames than dimensions (clip-level embedders such as PANN or
-  CLAP) go through the small Gram matrix (`frechet.FixedGaussian.distance_to_frames`).
+- Generated (and resampled) sets with fewer frames than dimensions (clip-level embedders such
+  as PANN or CLAP) go through the small Gram matrix (`frechet.FixedGaussian.distance_to_frames`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ import numpy as np
 
 from ..errors import MagnetEvalError
 from ._common import MetricResult, add_clip_frames, bootstrap_counts, distance_interval, same_gaussian
-from .frechet import FixedGaussian, GaussianAccumulator, GaussianStats, frechet_distance, warn_if_rank_deficient
+from .frechet import (FixedGaussian, FrameSet, GaussianAccumulator, GaussianStats, crosscheck_sqrtm,
+                      frechet_distance, warn_if_rank_deficient)
 
 
 def fit_inverse_n(sizes: Sequence[float], values: Sequence[float]) -> tuple[float, float, float]:
@@ -95,16 +96,15 @@ class FAD:
         sizes = np.array([f.shape[0] for f in self._frames], dtype=np.int64)
         return frames, sizes
 
-    def _bootstrap(self, frames: np.ndarray, sizes: np.ndarray, ref: FixedGaussian, rng) -> list[float]:
+    def _bootstrap(self, frames: FrameSet, sizes: np.ndarray, rng) -> list[float]:
         """FAD of clip-resampled generated sets: frames weighted by their clip's multiplicity, no copies."""
         n_clips = len(sizes)
         if self.n_bootstrap <= 0 or n_clips < 2:
             return []
-        return [ref.distance_to_frames(frames, np.repeat(counts, sizes))
-                for counts in bootstrap_counts(rng, n_clips, self.n_bootstrap)]
+        return [frames.distance(np.repeat(counts, sizes)) for counts in bootstrap_counts(rng, n_clips, self.n_bootstrap)]
 
-    def _fad_inf(self, frames: np.ndarray, ref: FixedGaussian, rng) -> dict:
-        n_frames = frames.shape[0]
+    def _fad_inf(self, frames: FrameSet, rng) -> dict:
+        n_frames = frames.frames.shape[0]
         lo = self.inf_min_n if n_frames >= 2 * self.inf_min_n else max(2, n_frames // 4)
         if n_frames < 8:
             return {"value": math.nan, "slope": math.nan, "r2": math.nan, "note": f"too few frames ({n_frames})"}
@@ -112,14 +112,14 @@ class FAD:
         values = []
         for n in sizes:
             counts = np.bincount(rng.integers(0, n_frames, size=n), minlength=n_frames)
-            values.append(ref.distance_to_frames(frames, counts))
+            values.append(frames.distance(counts))
         intercept, slope, r2 = fit_inverse_n(sizes, values)
         out = {"value": intercept, "slope": slope, "r2": r2, "sizes": sizes, "values": values}
         if lo != self.inf_min_n:
             out["note"] = f"only {n_frames} frames: smallest subset size lowered from {self.inf_min_n} to {lo}"
         return out
 
-    def _leave_one_out(self, acc: GaussianAccumulator, frames: np.ndarray, sizes: np.ndarray, ref: FixedGaussian,
+    def _leave_one_out(self, acc: GaussianAccumulator, frames: FrameSet, sizes: np.ndarray, ref: FixedGaussian,
                        full: float) -> dict[str, float]:
         """FAD(all) - FAD(all but clip i): few frames -> Gram route on the rest; many -> downdated covariance."""
         n, mean, m2 = acc.count, acc._mean, acc._m2
@@ -134,7 +134,7 @@ class FAD:
             if n_rest < ref.dim:
                 w = np.ones(n)
                 w[s0:s0 + n_i] = 0.0
-                out[clip_id] = full - ref.distance_to_frames(frames, w)
+                out[clip_id] = full - frames.distance(w)
                 continue
             mean_i = x.mean(axis=0)
             xc = x - mean_i
@@ -167,18 +167,24 @@ class FAD:
         deficient_ref = warn_if_rank_deficient(ref, "FAD reference set")
         geo = self._reference()
         crosscheck = ref.dim <= self.crosscheck_max_dim
-        value = frechet_distance(ref.mean, ref.cov, gen.mean, gen.cov, crosscheck=crosscheck, sqrt_sigma1=geo.sqrt)
+        frame_set = geo.frame_set(frames)
+        if frame_set.small:  # fewer frames than dimensions: n x n matrices only, no d x d decomposition
+            value = frame_set.distance()
+            if crosscheck:
+                crosscheck_sqrtm(value, ref.mean, ref.cov, gen.mean, gen.cov)
+        else:
+            value = frechet_distance(ref.mean, ref.cov, gen.mean, gen.cov, crosscheck=crosscheck, sqrt_sigma1=geo.sqrt)
         rng = np.random.default_rng(self.seed)
-        boots = self._bootstrap(frames, sizes, geo, rng)
+        boots = self._bootstrap(frame_set, sizes, rng)
         lo, hi = distance_interval(boots, value, self.ci)
         per_sample = {"fad_clip_distance": self._clip_distances(geo)}
         cost = len(self.ids) * float(min(ref.dim, frames.shape[0])) ** 3
         loo_note = None
         if cost <= self.loo_max_flops:
-            per_sample["fad_contribution"] = self._leave_one_out(acc, frames, sizes, geo, value)
+            per_sample["fad_contribution"] = self._leave_one_out(acc, frame_set, sizes, geo, value)
         else:
             loo_note = f"leave-one-out skipped: {len(self.ids)} clips x dim {ref.dim}^3 exceeds loo_max_flops"
-        inf = self._fad_inf(frames, geo, np.random.default_rng(self.seed + 1)) if self.fad_inf else None
+        inf = self._fad_inf(frame_set, np.random.default_rng(self.seed + 1)) if self.fad_inf else None
         self._inf_cache = (len(self.ids), inf)
         self._self_comparison = same_gaussian(gen, ref)
         details = {
@@ -212,7 +218,7 @@ class FAD:
             inf = cached[1]
         else:
             frames, _ = self._all_frames()
-            inf = self._fad_inf(frames, self._reference(), np.random.default_rng(self.seed + 1))
+            inf = self._fad_inf(self._reference().frame_set(frames), np.random.default_rng(self.seed + 1))
         details = {k: v for k, v in inf.items()}
         if getattr(self, "_self_comparison", False):
             details["self_comparison"] = True  # the set against itself (see compute)

@@ -198,15 +198,20 @@ def frechet_distance(
     if value < 0.0 and value > -1e-9 * scale:
         value = 0.0
     if crosscheck:
-        other = frechet_distance_sqrtm(mu1, sigma1, mu2, sigma2)
-        if math.isfinite(other) and abs(other - value) > tolerance * max(abs(value), 1e-12):
-            warnings.warn(
-                f"Frechet distance: eigendecomposition gives {value:.6g}, scipy sqrtm gives {other:.6g} "
-                f"(relative difference above {tolerance:g}); the eigendecomposition value is used",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        crosscheck_sqrtm(value, mu1, sigma1, mu2, sigma2, tolerance)
     return value
+
+
+def crosscheck_sqrtm(value: float, mu1, sigma1, mu2, sigma2, tolerance: float = 1e-3) -> None:
+    """Warn (RuntimeWarning) when scipy's sqrtm route disagrees with `value` by more than `tolerance` relative."""
+    other = frechet_distance_sqrtm(mu1, sigma1, mu2, sigma2)
+    if math.isfinite(other) and abs(other - value) > tolerance * max(abs(value), 1e-12):
+        warnings.warn(
+            f"Frechet distance: eigendecomposition gives {value:.6g}, scipy sqrtm gives {other:.6g} "
+            f"(relative difference above {tolerance:g}); the eigendecomposition value is used",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def warn_if_rank_deficient(stats: GaussianStats, what: str) -> bool:
@@ -223,27 +228,58 @@ def warn_if_rank_deficient(stats: GaussianStats, what: str) -> bool:
 
 
 class FixedGaussian:
-    """A reference Gaussian with its decomposition done once, for many distances to sample sets.
+    """A reference Gaussian for many distances to sample sets; its decomposition made once, when first needed.
 
     `distance_to_frames` computes the Frechet distance to the Gaussian fitted to (optionally
     weighted) frames without forming a d x d covariance when there are fewer frames than
-    dimensions: the non-zero eigenvalues of A S2 A (A = S1^(1/2), S2 = Xc^T Xc / (n - 1))
-    are those of the small Gram matrix (Xc A)(Xc A)^T / (n - 1). That keeps bootstraps and
-    FAD-inf cheap for clip-level embedders (PANN, CLAP: one 2048/512-d frame per clip).
+    dimensions: the non-zero eigenvalues of S1 S2 (S2 = Xc^T Xc / (n - 1)) are those of the
+    small symmetric matrix Xc S1 Xc^T / (n - 1), so no square root of S1 is needed either.
+    That keeps the value, bootstraps, FAD-inf and leave-one-out cheap for clip-level embedders
+    (PANN, CLAP: one 2048/512-d frame per clip). The eigendecomposition (a d x d `eigh`, seconds
+    at d = 2048) is only made for the dense route and the Mahalanobis distances; given the
+    reference's own `frames` (all of them, fewer than dimensions) it comes from their thin SVD.
     """
 
-    def __init__(self, mean: np.ndarray, cov: np.ndarray):
+    def __init__(self, mean: np.ndarray, cov: np.ndarray, frames: np.ndarray | None = None):
         self.mean = np.asarray(mean, dtype=np.float64)
         self.cov = np.asarray(cov, dtype=np.float64)
-        w, v = np.linalg.eigh((self.cov + self.cov.T) / 2.0)
-        self.eigvals = _clip_rounding(w)
-        self.eigvecs = v
-        self.sqrt = (v * np.sqrt(self.eigvals)) @ v.T
         self.trace = float(np.trace(self.cov))
+        self._frames = None if frames is None else np.asarray(frames, dtype=np.float64)
+        self._eig: tuple[np.ndarray, np.ndarray] | None = None
+        self._sqrt: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
         return int(self.mean.shape[0])
+
+    def _decomposition(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._eig is None:
+            x = self._frames
+            if x is not None and 2 <= x.shape[0] <= self.dim:
+                # cov = Xc^T Xc / (n - 1): its non-zero eigenpairs are the squared singular values and right
+                # singular vectors of Xc / sqrt(n - 1); the null space (eigenvalue 0) is left out
+                _, sv, vt = np.linalg.svd((x - self.mean) / math.sqrt(x.shape[0] - 1), full_matrices=False)
+                w, v = sv ** 2, vt.T
+            else:
+                w, v = np.linalg.eigh((self.cov + self.cov.T) / 2.0)
+            self._eig = (_clip_rounding(w), v)
+        return self._eig
+
+    @property
+    def eigvals(self) -> np.ndarray:
+        return self._decomposition()[0]
+
+    @property
+    def eigvecs(self) -> np.ndarray:
+        return self._decomposition()[1]
+
+    @property
+    def sqrt(self) -> np.ndarray:
+        """S1^(1/2) (symmetric, d x d)."""
+        if self._sqrt is None:
+            w, v = self._decomposition()
+            self._sqrt = (v * np.sqrt(w)) @ v.T
+        return self._sqrt
 
     def distance(self, mean: np.ndarray, cov: np.ndarray) -> float:
         return frechet_distance(self.mean, self.cov, mean, cov, sqrt_sigma1=self.sqrt)
@@ -263,8 +299,8 @@ class FixedGaussian:
         m = (w @ x) / n
         xc = (x - m) * np.sqrt(w)[:, None]
         if x.shape[0] < self.dim:
-            y = xc @ self.sqrt
-            ev = np.linalg.eigvalsh((y @ y.T) / (n - 1))
+            g = (xc @ self.cov) @ xc.T
+            ev = np.linalg.eigvalsh((g + g.T) / (2.0 * (n - 1)))
             tr2 = float(np.einsum("ij,ij->", xc, xc)) / (n - 1)
         else:
             cov = (xc.T @ xc) / (n - 1)
@@ -277,8 +313,54 @@ class FixedGaussian:
         scale = float(self.trace + tr2 + diff @ diff) or 1.0
         return 0.0 if -1e-9 * scale < value < 0.0 else value
 
+    def frame_set(self, frames: np.ndarray) -> "FrameSet":
+        """Distances to many weightings of one frame set (bootstrap, FAD-inf, leave-one-out)."""
+        return FrameSet(self, frames)
+
     def mahalanobis2(self, points: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distances of points [k, d] (pseudo-inverse: eigenvalues < 1e-10 of the largest dropped)."""
         keep = self.eigvals > 1e-10 * max(float(self.eigvals.max()), 1e-300)
         z = (np.atleast_2d(points) - self.mean) @ self.eigvecs[:, keep] / np.sqrt(self.eigvals[keep])
         return np.einsum("ij,ij->i", z, z)
+
+
+class FrameSet:
+    """One set of frames [n, d] against a `FixedGaussian`, for the distance under many row weightings.
+
+    With fewer frames than dimensions the n x n products X0 S1 X0^T and X0 X0^T (X0: the frames
+    minus their mean) are made once; each weighting then costs O(n^3) in n alone: the weighted
+    Gaussian's centred Gram matrix is a rank-two correction of them. Otherwise each weighting
+    goes through `FixedGaussian.distance_to_frames`.
+    """
+
+    def __init__(self, ref: FixedGaussian, frames: np.ndarray):
+        self.ref = ref
+        self.frames = np.asarray(frames, dtype=np.float64)
+        self.small = self.frames.shape[0] < ref.dim
+        if self.small:
+            self.center = self.frames.mean(axis=0)
+            self.x0 = self.frames - self.center
+            self.k = (self.x0 @ ref.cov) @ self.x0.T
+            self.h = self.x0 @ self.x0.T
+
+    def distance(self, weights: np.ndarray | None = None) -> float:
+        """FD between the reference and the Gaussian of the frames with row multiplicities `weights` (ddof=1)."""
+        if not self.small:
+            return self.ref.distance_to_frames(self.frames, weights)
+        w = np.ones(self.frames.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+        n = float(w.sum())
+        if n < 2:
+            return math.nan
+        a = w / n  # the weighted mean is center + a @ x0
+        ka, ha = self.k @ a, self.h @ a
+        keep = w > 0
+        g = self.k - ka[:, None] - ka[None, :] + float(a @ ka)  # (x0_i - m0) S1 (x0_j - m0)
+        root = np.sqrt(w[keep])
+        g = g[np.ix_(keep, keep)] * root[:, None] * root[None, :] / (n - 1)
+        ev = np.linalg.eigvalsh((g + g.T) / 2.0)
+        tr2 = (float(w @ np.diag(self.h)) - n * float(a @ ha)) / (n - 1)
+        tr_sqrt = float(np.sqrt(_clip_rounding(ev)).sum())
+        diff = self.ref.mean - (self.center + a @ self.x0)
+        value = float(diff @ diff + self.ref.trace + tr2 - 2.0 * tr_sqrt)
+        scale = float(self.ref.trace + tr2 + diff @ diff) or 1.0
+        return 0.0 if -1e-9 * scale < value < 0.0 else value
