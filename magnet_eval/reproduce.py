@@ -17,6 +17,7 @@ so a second run only re-reads results, and a killed run resumes where it stopped
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import sys
@@ -50,7 +51,7 @@ class TinyPreset:
     n_bootstrap: int = 200
     latency_batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
     latency_seconds: float = 5.0
-    latency_repeats: int = 3
+    latency_repeats: int = 2
     audio_examples: int = 6
     train: Optional["TinyBudget"] = None  # training steps and batches (None: solvers.recipes.TINY)
 
@@ -241,10 +242,19 @@ def tiny_corpus(work: Path, preset: TinyPreset = TinyPreset()) -> Manifest:
     return build_corpus(work / "corpus", n=preset.n_clips, duration=preset.clip_seconds, seed=preset.seed, workers=2)
 
 
+def generate_after_training(kind: str, checkpoint: Path, *, prompts: str, work: str, duration: float, batch_size: int,
+                            seed: int) -> Path:
+    """The tiny preset's generation for one trained LM into WORK/generated/<kind> (resumable; what the
+    generate stages read back). Top-level so that a training worker process can run it."""
+    from .pipeline import generate as run_generation
+
+    return run_generation(str(Path(checkpoint).parent), prompts, Path(work) / "generated" / kind, duration=duration,
+                          batch_size=batch_size, seed=seed)
+
+
 def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: str = "") -> Path:
     """The offline default; returns the report's index.html."""
     from .bench.latency import run_latency_benchmark
-    from .pipeline import generate as run_generation
     from .report import build_report
     from .report.tables import collect_results
     from .solvers.recipes import TINY, train_tiny_suite
@@ -256,16 +266,18 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
     prompts = Manifest.read(prompts_path)
     info(f"{len(prompts)} held-out prompts, {len(Manifest.read(reference_path))} reference clips")
 
-    ckpts = run.stage("train: codec, MAGNeT, MusicGen (tiny)", lambda: train_tiny_suite(
-        work / "corpus" / "manifest.jsonl", work / "models", budget=preset.train or TINY, seed=preset.seed))
+    # each LM generates in its training worker as soon as it is trained (one thread, as it trained): the first
+    # one done generates while the other still trains; the generate stages below then only read the clips back
+    then = functools.partial(generate_after_training, prompts=str(prompts_path), work=str(work),
+                             duration=preset.gen_seconds, batch_size=preset.gen_batch, seed=preset.seed)
+    ckpts = run.stage("train: codec, MAGNeT, MusicGen (tiny), each LM then generating", lambda: train_tiny_suite(
+        work / "corpus" / "manifest.jsonl", work / "models", budget=preset.train or TINY, seed=preset.seed, then=then))
 
     systems: dict[str, Path] = {"held-out real": prompts_path}
     systems.update(run.stage("codec reference rows", lambda: codec_systems(
         ckpts["codec"], prompts, work, preset.seed)))
     for name, key in (("MAGNeT tiny", "magnet"), ("MusicGen tiny", "musicgen")):
-        systems[name] = run.stage(f"generate: {name}", lambda key=key, name=name: run_generation(
-            str(Path(ckpts[key]).parent), str(prompts_path), work / "generated" / key,
-            duration=preset.gen_seconds, batch_size=preset.gen_batch, seed=preset.seed))
+        systems[name] = run.stage(f"generate: {name}", lambda key=key: then(key, Path(ckpts[key])))
 
     results_dir = work / "results"
     results_dir.mkdir(parents=True, exist_ok=True)

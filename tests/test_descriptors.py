@@ -326,3 +326,34 @@ def test_describe_files_with_context_uses_the_mix(tmp_path):
     direct = describe_file(melody, drums)
     np.testing.assert_array_equal(got["m"].to_vector(), direct.to_vector())
     assert got["m"].value("percussive_density") > got["alone"].value("percussive_density")
+
+
+def test_the_reused_rhythm_extractor_gives_a_fresh_ones_beats():
+    """One RhythmExtractor2013 per process (reset per clip): the same beats as a new one, whatever came before."""
+    from magnet_eval.mir.descriptors import _essentia, _rhythm_extractor
+
+    clips = [click_track(3), c_major_piece(), click_track(4)]
+    fresh = [_essentia().RhythmExtractor2013(method="multifeature")(x) for x in clips]
+    for x, want in zip(clips[::-1], fresh[::-1]):
+        got = _rhythm_extractor()
+        got.reset()
+        for a, b in zip(got(x), want):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert extract_descriptors(click_track(3), SR).to_vector().tolist() == \
+        extract_descriptors(click_track(3), SR).to_vector().tolist()
+
+
+@pytest.mark.parametrize("width", [3, 17])
+def test_median_filter_1d_is_scipys(width):
+    from scipy.ndimage import median_filter
+
+    from magnet_eval.mir.descriptors import median_filter_1d
+
+    x = np.abs(np.random.default_rng(width).normal(size=(40, 31))).astype(np.float32)
+    x[5, :] = 0.0  # ties and a constant row
+    for axis in (0, 1):
+        size = [1, 1]
+        size[axis] = width
+        want = median_filter(x, size=tuple(size), mode="reflect")
+        got = median_filter_1d(x, width, axis)
+        assert got.dtype == want.dtype and np.array_equal(got, want)

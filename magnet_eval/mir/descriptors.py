@@ -52,6 +52,7 @@ segments), with a "none" bin taking a clip that has no such event. That vector f
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
@@ -76,6 +77,7 @@ STRUCTURE_LABELS: tuple[str, ...] = tuple("ABCDEFGH")
 STRUCTURE_OTHER = "other"
 
 # extraction settings (documented in the module docstring and docs/metrics.md)
+HPSS_KERNEL = 17  # median-filter length (bins / frames) of the harmonic-percussive separation
 SILENCE_DB = -60.0
 PERC_BANDS_HZ = ((30.0, 150.0), (150.0, 2000.0), (2000.0, 16000.0))
 PERC_RISE_DB = 6.0
@@ -325,6 +327,13 @@ def _essentia():
     return es
 
 
+@functools.lru_cache(maxsize=1)
+def _rhythm_extractor():
+    """RhythmExtractor2013 (multifeature), built once per process: building it takes ~0.15 s, a tenth of a
+    clip's descriptors. Reset before each clip, it gives the same beats as a fresh one (tested)."""
+    return _essentia().RhythmExtractor2013(method="multifeature")
+
+
 def essentia_version() -> str:
     import essentia
 
@@ -335,14 +344,31 @@ def _db(x: np.ndarray | float) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(x, 1e-20))
 
 
+def median_filter_1d(values: np.ndarray, width: int, axis: int) -> np.ndarray:
+    """`scipy.ndimage.median_filter` with a `width`-long window along `axis` (mode 'reflect'): the same
+    values (a median selects, it does not round), ~3x faster through bottleneck's moving median."""
+    import bottleneck
+
+    half = width // 2
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (half, half)
+    moved = bottleneck.move_median(np.pad(values, pad, mode="symmetric"), width, axis=axis)
+    return np.take(moved, np.arange(width - 1, moved.shape[axis]), axis=axis)  # windows centred on each bin
+
+
 def _hpss(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(harmonic signal, percussive magnitude [bins, frames], bin frequencies) via librosa's HPSS."""
+    """(harmonic signal, percussive magnitude [bins, frames], bin frequencies): librosa's HPSS (kernel 17,
+    margin 1, power-2 soft masks) with its two median filters done by `median_filter_1d`."""
     import librosa
 
     stft = librosa.stft(x, n_fft=2048, hop_length=512)
-    harm, perc = librosa.decompose.hpss(stft, kernel_size=17)
-    h = librosa.istft(harm, hop_length=512, length=len(x)).astype(np.float32)
-    return h, np.abs(perc), librosa.fft_frequencies(sr=sr, n_fft=2048)
+    mag, phase = librosa.magphase(stft)
+    harm = median_filter_1d(mag, HPSS_KERNEL, axis=-1)
+    perc = median_filter_1d(mag, HPSS_KERNEL, axis=-2)
+    mask_harm = librosa.util.softmask(harm, perc, power=2.0, split_zeros=True)
+    mask_perc = librosa.util.softmask(perc, harm, power=2.0, split_zeros=True)
+    h = librosa.istft((mag * mask_harm) * phase, hop_length=512, length=len(x)).astype(np.float32)
+    return h, np.abs((mag * mask_perc) * phase), librosa.fft_frequencies(sr=sr, n_fft=2048)
 
 
 def transcribe_notes(harmonic: np.ndarray, sr: int = SAMPLE_RATE) -> list[tuple[float, float, int]]:
@@ -442,7 +468,9 @@ def beats_per_bar(x: np.ndarray, hpcp: np.ndarray, sr: int = SAMPLE_RATE, hop: i
     beat's, since chords tend to change on bar lines) + 0.5 z(beat loudness in dB, BeatsLoudness);
     then `meter_from_accents`."""
     es = _essentia()
-    bpm, beats, _, _, _ = es.RhythmExtractor2013(method="multifeature")(x)
+    rhythm = _rhythm_extractor()
+    rhythm.reset()
+    bpm, beats, _, _, _ = rhythm(x)
     beats = np.asarray(beats, dtype=np.float64)
     beats = beats[beats < len(x) / sr]
     if len(beats) < MIN_BEATS:

@@ -419,12 +419,16 @@ def train_musicgen(data: Path | str | Manifest, out_dir: Path | str, codec: Path
 
 
 def _train_tiny_lm(kind: str, corpus_manifest: str, out_dir: str, codec: str, budget: TinyBudget, seed: int,
-                   threads: Optional[int]) -> str:
-    """One tiny LM (run in a worker process by `train_tiny_suite`); returns its state_dict.bin as a string."""
+                   threads: Optional[int], then: Optional[Callable[[str, Path], Any]] = None) -> str:
+    """One tiny LM (run in a worker process by `train_tiny_suite`), then `then(kind, checkpoint)` in the same
+    process and with the same threads; returns its state_dict.bin as a string."""
     if threads:
         torch.set_num_threads(int(threads))
-    return str(train_lm(kind, corpus_manifest, out_dir, codec, "tiny", budget.lm_steps, budget.lm_batch, budget.lm_lr,
-                        budget.lm_segment_seconds, seed=seed, restart_stale=True))
+    ckpt = train_lm(kind, corpus_manifest, out_dir, codec, "tiny", budget.lm_steps, budget.lm_batch, budget.lm_lr,
+                    budget.lm_segment_seconds, seed=seed, restart_stale=True)
+    if then is not None:
+        then(kind, Path(ckpt))
+    return str(ckpt)
 
 
 def train_tiny_codec(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0) -> Path:
@@ -434,7 +438,8 @@ def train_tiny_codec(corpus_manifest: Path | str, out_dir: Path | str, budget: T
 
 
 def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0,
-                     threads: Optional[int] = 1, parallel: Optional[bool] = None) -> dict[str, Path]:
+                     threads: Optional[int] = 1, parallel: Optional[bool] = None,
+                     then: Optional[Callable[[str, Path], Any]] = None) -> dict[str, Path]:
     """Codec, then MAGNeT and MusicGen on its tokens, into OUT/{codec,magnet,musicgen}; finished parts are reused.
 
     threads: torch CPU threads per training (None leaves the setting alone). One thread by default:
@@ -442,6 +447,9 @@ def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: T
     parallel: train MAGNeT and MusicGen at the same time in two worker processes (default: when the
     machine has at least 2 cores); both only depend on the codec, so on 2 cores this halves the LM
     stage. Each worker seeds itself as the sequential run does, so the checkpoints are the same.
+    then: `then(kind, checkpoint)` right after each LM's training (or reuse), in its worker and with its
+    threads (a picklable top-level function): `reproduce` generates there, so the LM that finishes first
+    generates while the other still trains, and the result never depends on which one that is.
     Returns {'codec': .../compression_state_dict.bin, 'magnet': .../state_dict.bin, 'musicgen': ...}.
     """
     import os
@@ -453,7 +461,7 @@ def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: T
     with torch_threads(int(threads) * (2 if parallel else 1) if threads else None):
         codec = train_tiny_codec(corpus_manifest, out / "codec", budget, seed)
         kinds = ("magnet", "musicgen")
-        args = {k: (k, str(corpus_manifest), str(out / k), str(codec), budget, seed, threads) for k in kinds}
+        args = {k: (k, str(corpus_manifest), str(out / k), str(codec), budget, seed, threads, then) for k in kinds}
         if parallel:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
