@@ -180,6 +180,24 @@ def test_pann_clip_value_does_not_depend_on_its_pass():
     assert probs.shape == (1, 527) and np.all((probs >= 0) & (probs <= 1))
 
 
+def test_pann_fixed_passes_as_on_gpu(monkeypatch):
+    """The GPU rule, run on CPU: every pass has exactly pass_clips(length) clips, silence-padded, and a clip
+    gets the same bits alone or in company."""
+    from magnet_eval.embedders.pann import pass_clips
+
+    emb = _pann_random()
+    emb.fixed_passes = True
+    shapes = []
+    forward = emb.model.forward
+    monkeypatch.setattr(emb.model, "forward", lambda x, mix=None: shapes.append(tuple(x.shape)) or forward(x, mix))
+    clips = [noise(16000, 1.0, seed=s) for s in range(3)] + [noise(16000, 30.0, seed=7)]
+    together = emb.embed_batch(clips, 16000)
+    assert sorted(shapes) == sorted([(pass_clips(16000), 16000), (2, 16000 * 30)])
+    shapes.clear()
+    alone = emb.embed(clips[1], 16000)
+    assert shapes == [(pass_clips(16000), 16000)] and np.array_equal(alone, together[1])
+
+
 def test_pann_pass_sizes_bound_memory():
     from magnet_eval.embedders.pann import pass_clips
 

@@ -101,6 +101,8 @@ class PANNEmbedder(Embedder):
     # "2": every forward pass holds at least two clips (see the module docstring); values moved by ~1e-8
     # from version 1, whose cache entries are not reused
     version = "2"
+    #: passes of exactly `pass_clips(length)` clips (None: on any device but the CPU)
+    fixed_passes: bool | None = None
 
     def _load(self, weights: Path | None) -> None:
         path = weight_file(f"PANNs Cnn14 16 kHz weights {WEIGHTS_FILE}", weights, candidate_paths(), WEIGHTS_URL)
@@ -123,7 +125,7 @@ class PANNEmbedder(Embedder):
         by_length: dict[int, list[int]] = {}
         for i, w in enumerate(wavs):
             by_length.setdefault(int(w.shape[0]), []).append(i)
-        fixed = not str(self.device).startswith("cpu")
+        fixed = self.fixed_passes if self.fixed_passes is not None else not str(self.device).startswith("cpu")
         out: list[np.ndarray] = [np.empty(0)] * len(wavs)
         for length, idx in by_length.items():
             size = pass_clips(length)
