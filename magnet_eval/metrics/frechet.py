@@ -143,6 +143,14 @@ def _psd_sqrt(mat: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(w)) @ v.T
 
 
+def _assemble(mean_sq: float, trace1: float, trace2: float, tr_sqrt: float) -> float:
+    """|mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr (S1 S2)^(1/2); the exact value is >= 0, so a rounding-level
+    negative result (identical Gaussians) is returned as 0."""
+    value = mean_sq + trace1 + trace2 - 2.0 * tr_sqrt
+    scale = (trace1 + trace2 + mean_sq) or 1.0
+    return 0.0 if -1e-9 * scale < value < 0.0 else value
+
+
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray, sqrt_sigma1: np.ndarray | None = None) -> float:
     """tr((S1 S2)^(1/2)) through eigvalsh(S1^(1/2) S2 S1^(1/2)); `sqrt_sigma1` may be precomputed."""
     a = _psd_sqrt(sigma1) if sqrt_sigma1 is None else sqrt_sigma1
@@ -192,11 +200,7 @@ def frechet_distance(
             raise MagnetEvalError(f"a {name} holds NaN/inf values")
     diff = mu1 - mu2
     tr_sqrt = trace_sqrt_product(sigma1, sigma2, sqrt_sigma1)
-    value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_sqrt)
-    # The exact value is >= 0; rounding can leave a tiny negative number for identical Gaussians.
-    scale = float(np.trace(sigma1) + np.trace(sigma2) + diff @ diff) or 1.0
-    if value < 0.0 and value > -1e-9 * scale:
-        value = 0.0
+    value = _assemble(float(diff @ diff), float(np.trace(sigma1)), float(np.trace(sigma2)), tr_sqrt)
     if crosscheck:
         crosscheck_sqrtm(value, mu1, sigma1, mu2, sigma2, tolerance)
     return value
@@ -296,22 +300,15 @@ class FixedGaussian:
         n = float(w.sum())
         if n < 2:
             return math.nan
+        if x.shape[0] < self.dim:  # the n x n route (`FrameSet`)
+            return FrameSet(self, x).distance(w)
         m = (w @ x) / n
         xc = (x - m) * np.sqrt(w)[:, None]
-        if x.shape[0] < self.dim:
-            g = (xc @ self.cov) @ xc.T
-            ev = np.linalg.eigvalsh((g + g.T) / (2.0 * (n - 1)))
-            tr2 = float(np.einsum("ij,ij->", xc, xc)) / (n - 1)
-        else:
-            cov = (xc.T @ xc) / (n - 1)
-            a = self.sqrt @ cov @ self.sqrt
-            ev = np.linalg.eigvalsh((a + a.T) / 2.0)
-            tr2 = float(np.trace(cov))
-        tr_sqrt = float(np.sqrt(_clip_rounding(ev)).sum())
+        cov = (xc.T @ xc) / (n - 1)
+        a = self.sqrt @ cov @ self.sqrt
+        tr_sqrt = float(np.sqrt(_clip_rounding(np.linalg.eigvalsh((a + a.T) / 2.0))).sum())
         diff = self.mean - m
-        value = float(diff @ diff + self.trace + tr2 - 2.0 * tr_sqrt)
-        scale = float(self.trace + tr2 + diff @ diff) or 1.0
-        return 0.0 if -1e-9 * scale < value < 0.0 else value
+        return _assemble(float(diff @ diff), self.trace, float(np.trace(cov)), tr_sqrt)
 
     def frame_set(self, frames: np.ndarray) -> "FrameSet":
         """Distances to many weightings of one frame set (bootstrap, FAD-inf, leave-one-out)."""
@@ -330,7 +327,8 @@ class FrameSet:
     With fewer frames than dimensions the n x n products X0 S1 X0^T and X0 X0^T (X0: the frames
     minus their mean) are made once; each weighting then costs O(n^3) in n alone: the weighted
     Gaussian's centred Gram matrix is a rank-two correction of them. Otherwise each weighting
-    goes through `FixedGaussian.distance_to_frames`.
+    goes through `FixedGaussian.distance_to_frames` (which comes back here when the rows it keeps
+    are fewer than the dimensions).
     """
 
     def __init__(self, ref: FixedGaussian, frames: np.ndarray):
@@ -361,6 +359,4 @@ class FrameSet:
         tr2 = (float(w @ np.diag(self.h)) - n * float(a @ ha)) / (n - 1)
         tr_sqrt = float(np.sqrt(_clip_rounding(ev)).sum())
         diff = self.ref.mean - (self.center + a @ self.x0)
-        value = float(diff @ diff + self.ref.trace + tr2 - 2.0 * tr_sqrt)
-        scale = float(self.ref.trace + tr2 + diff @ diff) or 1.0
-        return 0.0 if -1e-9 * scale < value < 0.0 else value
+        return _assemble(float(diff @ diff), self.ref.trace, tr2, tr_sqrt)
