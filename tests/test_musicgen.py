@@ -82,6 +82,33 @@ def test_top_k_and_top_p_filters_by_hand():
     assert torch.allclose(top_p_filter(probs, 0.95), probs)
 
 
+def test_top_p_filter_is_the_stable_argsort_nucleus_bit_for_bit():
+    """The CPU nucleus (sorted values only) keeps exactly the tokens the stable argsort formulation keeps:
+    flat and peaked rows, ties at the boundary (broken by token id), zeros, one-hot rows, 3-d input, NaN."""
+    from magnet_eval.models.sampling import _nucleus_by_argsort
+
+    g = torch.Generator().manual_seed(0)
+    cases = [torch.softmax(torch.randn(400, 512, generator=g) * s, -1) for s in (0.3, 1.0, 4.0)]
+    cases.append(torch.softmax((torch.randn(400, 32, generator=g) * 2).round(), -1))  # many exact ties
+    cases.append(torch.full((3, 16), 1 / 16))
+    cases.append(torch.nn.functional.one_hot(torch.arange(8) % 5, 5).float())
+    zeros = torch.softmax(torch.randn(50, 64, generator=g), -1)
+    zeros[:, 3:30] = 0
+    cases.append(zeros / zeros.sum(-1, keepdim=True))
+    cases.append(torch.softmax(torch.randn(2, 3, 100, generator=g), -1))
+    nan = torch.softmax(torch.randn(4, 20, generator=g), -1)
+    nan[1, 2] = float("nan")
+    cases.append(nan)
+    for probs in cases:
+        for p in (0.0, 0.3, 0.5, 0.9, 0.999, 1.0):
+            ref = _nucleus_by_argsort(probs, p)
+            ref = ref / ref.sum(dim=-1, keepdim=True)
+            got = top_p_filter(probs, p)
+            assert torch.equal(torch.nan_to_num(got, 7.0), torch.nan_to_num(ref, 7.0)), (probs.shape, p)
+    # a tie at the boundary goes to the lower token id
+    assert torch.equal(top_p_filter(torch.tensor([[0.25, 0.5, 0.25]]), 0.6), torch.tensor([[1 / 3, 2 / 3, 0.0]]))
+
+
 def test_top_k_restricts_the_sampled_tokens():
     lm = tiny_musicgen()
     cond = lm.condition(["a"])

@@ -218,8 +218,8 @@ class LMModel(nn.Module):
 
     def forward(self, codes: torch.Tensor, condition: Condition = None, stage: Optional[int] = None, *,
                 cross_kv: Optional[Sequence[CrossKV]] = None, cache: Optional[KVCache] = None,
-                codebooks: Optional[Sequence[int]] = None, attn_mask: Optional[torch.Tensor] = None
-                ) -> torch.Tensor:
+                codebooks: Optional[Sequence[int]] = None, attn_mask: Optional[torch.Tensor] = None,
+                per_head: bool = False) -> torch.Tensor | list[torch.Tensor]:
         """codes [B, K, T] (ids in 0..card, card = mask/special) -> logits [B, K, T, card].
 
         condition: (cond, mask), cond or None (see module doc); cross_kv: precomputed from
@@ -227,6 +227,8 @@ class LMModel(nn.Module):
         codebooks: compute only these output heads (-> [B, len(codebooks), T, card]), e.g. the
         stage MAGNeT is decoding. attn_mask: boolean [T, S] self-attention mask (True = attend) that
         replaces the stage's own, e.g. the causal mask of Hybrid-MAGNeT's autoregressive prefix.
+        per_head: return the heads' logits as a list of [B, T, card] instead of stacking them (a loss
+        taken per codebook then needs no stacked copy, nor its full-size gradient).
         """
         B, K, T = codes.shape
         if K != self.n_q:
@@ -242,7 +244,10 @@ class LMModel(nn.Module):
         out = self.transformer(x, cross_src=cross_src, cross_kv=cross_kv, attn_mask=mask, cache=cache)
         out = self.out_norm(out)
         heads = range(self.n_q) if codebooks is None else codebooks
-        return torch.stack([self.linears[k](out) for k in heads], dim=1)
+        logits = [self.linears[k](out) for k in heads]
+        if per_head:
+            return logits
+        return logits[0].unsqueeze(1) if len(logits) == 1 else torch.stack(logits, dim=1)  # one head: a view, no copy
 
     def compute_predictions(self, codes: torch.Tensor, condition: Condition = None, stage: Optional[int] = None
                             ) -> tuple[torch.Tensor, torch.Tensor]:

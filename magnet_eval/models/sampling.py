@@ -109,13 +109,59 @@ def top_p_filter(probs: torch.Tensor, p: float) -> torch.Tensor:
     """Keep the smallest set of most probable tokens whose mass reaches p (nucleus), renormalised.
 
     A token is dropped when the mass of the tokens strictly more probable than it already exceeds p.
-    The sort is stable, so ties at the boundary are broken by token id, the same in any batch.
+    Ties at the boundary are broken by token id (as a stable sort would), the same in any batch.
     """
+    kept = None
+    if probs.device.type == "cpu" and probs.dtype == torch.float32 and probs.numel():
+        kept = _nucleus_from_sorted_values(probs, p)
+    if kept is None:
+        kept = _nucleus_by_argsort(probs, p)
+    return kept / kept.sum(dim=-1, keepdim=True)
+
+
+def _nucleus_by_argsort(probs: torch.Tensor, p: float) -> torch.Tensor:
+    """The nucleus's probabilities (others zero, not renormalised) through a stable descending sort of
+    the tokens: the reference formulation."""
     sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
     before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
     sorted_probs = sorted_probs * (before <= p)
-    kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return kept / kept.sum(dim=-1, keepdim=True)
+    return torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+
+
+def _nucleus_from_sorted_values(probs: torch.Tensor, p: float) -> Optional[torch.Tensor]:
+    """`_nucleus_by_argsort`'s result, bit for bit, from the sorted values alone (numpy's SIMD sort, ~4x
+    faster than torch's sort with indices on CPU; MAGNeT's sampler spent a fifth of its time sorting).
+
+    The sorted values, hence their cumulative sums and which sorted positions are kept, are those of
+    the stable sort. When the kept positions are a prefix (always, up to rounding), the kept tokens are
+    those above the smallest kept value v, plus the first (by token id) of the tokens equal to v, as
+    many as the prefix holds; rows where rounding makes them not a prefix go through the argsort. None
+    when a row holds a NaN or an infinity (the sort puts them first): the argsort then decides.
+    """
+    import numpy as np
+
+    flat = probs.reshape(-1, probs.shape[-1])
+    card = flat.shape[-1]
+    sorted_probs = torch.from_numpy(np.ascontiguousarray(np.sort(flat.numpy(), axis=-1)[:, ::-1]))
+    if not bool(torch.isfinite(sorted_probs[:, 0]).all()):
+        return None
+    keep = (torch.cumsum(sorted_probs, dim=-1) - sorted_probs) <= p  # [N, card] over sorted positions
+    n_keep = keep.sum(dim=-1, keepdim=True)
+    first_dropped = (~keep).to(torch.uint8).argmax(dim=-1, keepdim=True)
+    prefix = (n_keep == card) | (first_dropped == n_keep)
+    v = sorted_probs.gather(-1, (n_keep - 1).clamp(min=0))  # the smallest kept value
+    mask = flat >= v
+    # rows where more tokens equal v than the prefix holds: the first of them by token id
+    tie = ((mask.sum(dim=-1, keepdim=True) != n_keep) & prefix).nonzero()[:, 0]
+    if tie.numel():
+        above, equal = flat[tie] > v[tie], flat[tie] == v[tie]
+        room = n_keep[tie] - above.sum(dim=-1, keepdim=True)
+        mask[tie] = above | (equal & (torch.cumsum(equal, dim=-1) <= room))
+    kept = torch.where(mask, flat, torch.zeros((), dtype=flat.dtype))
+    if not bool(prefix.all()):
+        rows = (~prefix).nonzero()[:, 0]
+        kept[rows] = _nucleus_by_argsort(flat[rows], p)
+    return kept.view(probs.shape)
 
 
 def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -37,23 +37,28 @@ def musicgen_loss(logits: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor
     return torch.stack(losses).mean(), torch.cat(corrects), corrects
 
 
-def musicgen_sequence_loss(seq_logits: torch.Tensor, codes: torch.Tensor, delays: Sequence[int]
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`musicgen_loss` read straight off the delayed sequence's logits [B, K, T + 1, card].
+def musicgen_sequence_loss(seq_logits: torch.Tensor | Sequence[torch.Tensor], codes: torch.Tensor,
+                           delays: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`musicgen_loss` read straight off the delayed sequence's logits: [B, K, T + 1, card], or one
+    [B, T + 1, card] tensor per codebook (the LM's `per_head` output, which skips the stacked copy).
 
     Frame t of codebook k is predicted at step t + delay_k, and is valid for t < T - delay_k (the
-    sequence has T + 1 steps): the same tokens in the same order as `musicgen_loss` after
-    `revert_logits`, so the same loss and gradients bit for bit, without the re-aligned copy and
-    its index tensor (about a seventh of a tiny model's step on CPU).
+    sequence has T + 1 steps). Each codebook's cross-entropy runs over its whole logits (a view, no
+    copy) with the invalid steps ignored: the mean over the same B * n_k tokens, so every logit gets
+    the same gradient bit for bit as from `musicgen_loss` after `revert_logits`, without a re-aligned
+    copy or a zero-filled full-size gradient per codebook (a fifth of a tiny model's step on CPU).
     """
     B, K, T = codes.shape
+    heads = list(seq_logits.unbind(1)) if isinstance(seq_logits, torch.Tensor) else list(seq_logits)
     losses, corrects = [], []
     for k, d in enumerate(delays):
         n = max(T - int(d), 0)
-        lg = seq_logits[:, k, d: d + n].reshape(-1, seq_logits.shape[-1]).float()
-        tgt = codes[:, k, :n].reshape(-1)
-        losses.append(F.cross_entropy(lg, tgt))
-        corrects.append(lg.argmax(-1) == tgt)
+        lg = heads[k]
+        target = torch.full(lg.shape[:2], -100, dtype=torch.long, device=lg.device)
+        target[:, d: d + n] = codes[:, k, :n]
+        losses.append(F.cross_entropy(lg.reshape(-1, lg.shape[-1]), target.view(-1), ignore_index=-100))
+        with torch.no_grad():
+            corrects.append((lg[:, d: d + n].argmax(-1) == codes[:, k, :n]).reshape(-1))
     return torch.stack(losses).mean(), torch.cat(corrects)
 
 

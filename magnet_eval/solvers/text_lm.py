@@ -45,7 +45,8 @@ class LMTrainModule(torch.nn.Module):
     DDP sees every parameter that gets a gradient. Projected conditions are zeroed where the mask is
     off, as audiocraft's conditioner does (a dropped condition is then exactly the null condition).
     `predictions=True` routes forward to `compute_predictions` (MusicGen's delay pattern), or with
-    `delayed=True` returns the logits over the delayed sequence itself (no re-alignment copy).
+    `delayed=True` returns the logits over the delayed sequence itself, one tensor per codebook (no
+    re-alignment copy, no stacked copy).
     Training checkpoints store this module (keys prefixed `lm.`); exports store the bare LM.
     """
 
@@ -67,7 +68,7 @@ class LMTrainModule(torch.nn.Module):
         cond = self.project(raw, mask)
         if self.predictions and delayed:  # the LM's own output over the delayed sequence (MusicGen's training loss)
             seq, _ = self.lm.pattern.build(codes, self.lm.special_token_id, valid_only=True)
-            return self.lm(seq, cond)
+            return self.lm(seq, cond, per_head=True)
         if self.predictions:
             return self.lm.compute_predictions(codes, cond)
         # attn_mask: e.g. Hybrid-MAGNeT's per-row causal / stage masks (None: the stage's own)
