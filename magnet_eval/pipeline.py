@@ -181,14 +181,16 @@ def generate(model: str, prompts: str, out: Path, *, duration: float = 10.0, bat
              seed: int = 0, device: str = "cpu", dtype: Optional[str] = None, overwrite: bool = False,
              text_encoder: Optional[str] = None, stage_attention: Optional[str] = None,
              generator: Any = None, rescorer: Optional[str] = None, prompt_audio: Optional[Path] = None,
-             **decoding: Any) -> Path:
+             part: Optional[tuple[int, Sequence[str]]] = None, **decoding: Any) -> Path:
     """Generate every prompt of `prompts` into `out` (see the module docstring); returns the manifest path.
 
     model: a spec the system registry resolves (preset, checkpoint, hub name); generator: an already
     loaded MAGNeT/MusicGen Generator (or a stand-in with its `generate`) used instead. rescorer: a
     MusicGen that rescores MAGNeT's tokens (its weight is the decoding knob rescore_weight);
-    prompt_audio: a clip every generation continues (its tokens kept). decoding: the model's knobs,
-    passed through untouched.
+    prompt_audio: a clip every generation continues (its tokens kept). part (k, ids): only the prompts
+    in `ids`, logged to rank k's log as a sharded run's rank would, without merging logs or writing the
+    manifest (the next whole run does): how processes outside a process group split one generation
+    (the tiny preset's two training workers). decoding: the model's knobs, passed through untouched.
     """
     from .audio import save_audio
     from .manifest import Manifest, ManifestEntry
@@ -230,7 +232,9 @@ def generate(model: str, prompts: str, out: Path, *, duration: float = 10.0, bat
 
     log_path = out / LOG_FILE
     order = [r.id for r in requests]
-    if sharding.is_main():  # before any rank reads the log: start again, or take in a killed sharded run's logs
+    if part is not None and overwrite:
+        raise MagnetEvalError("a part of a generation cannot --overwrite (the whole run decides that)")
+    if sharding.is_main() and part is None:  # before any rank reads the log: start again, or take in rank logs
         if overwrite:
             for p in [log_path, *out.glob(RANK_LOG_GLOB)]:
                 p.unlink(missing_ok=True)
@@ -238,11 +242,18 @@ def generate(model: str, prompts: str, out: Path, *, duration: float = 10.0, bat
             merge_rank_logs(out, order)
     sharding.barrier()
     done = read_log(log_path)
+    if part is not None:  # the given prompts, into rank k's log (which may already hold some of them)
+        log_path = out / RANK_LOG.format(rank=int(part[0]))
+        done.update(read_log(log_path))
     check_resume(out, done, settings, batch_size, sys_device)
     rank, world = sharding.rank_world()
-    if world > 1:  # every world-th prompt in manifest order; each rank logs to its own file, merged by rank 0
-        log_path = out / RANK_LOG.format(rank=rank)
-    mine = sharding.shard(requests)
+    if part is not None:
+        wanted = set(part[1])
+        mine = [r for r in requests if r.id in wanted]
+    else:  # every world-th prompt in manifest order; each rank logs to its own file, merged by rank 0
+        if world > 1:
+            log_path = out / RANK_LOG.format(rank=rank)
+        mine = sharding.shard(requests)
     todo = [r for r in mine if not (r.id in done and (out / f"{r.id}.wav").is_file())]
     if len(todo) < len(mine):
         info(f"resuming: {len(mine) - len(todo)} of {len(mine)} clips already in {out}")
@@ -263,6 +274,8 @@ def generate(model: str, prompts: str, out: Path, *, duration: float = 10.0, bat
                        "rescorer_forward_passes": stats.get("rescorer_forward_passes"), "device": sys_device}
                 log.write(json.dumps(rec) + "\n")
             log.flush()
+    if part is not None:
+        return out / MANIFEST_FILE  # written by the whole run that follows
     sharding.barrier()
     if not sharding.is_main():
         return out / MANIFEST_FILE  # rank 0 merges the logs and writes the manifest
