@@ -24,13 +24,18 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# --no-compile: modules are byte-compiled when first imported instead of all at install time
-# (about 35 s of a fresh set-up went to compiling torch's and the others' sources)
+# The install: uv (a PyPI package) resolves and installs the same pins as pip about three times
+# faster (a fresh venv: ~25 s instead of ~75 s); pip does it when uv cannot be had. --no-compile:
+# modules are byte-compiled when first imported, not all at install time (uv never compiles).
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --no-compile -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+	@if $(PIP) install -q --no-compile uv >/dev/null 2>&1 && $(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev]'; then \
+	  echo "installed with uv"; \
+	else \
+	  $(PIP) install -q --no-compile -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true; \
+	fi
 	$(PY) -c "import magnet_eval, torch, torchaudio, encodec, pandas, scipy, typer, essentia" 
 	@touch $@
 
