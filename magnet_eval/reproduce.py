@@ -42,7 +42,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @dataclass
 class TinyPreset:
-    """Sizes of the offline default; about 17 minutes on 2 CPU cores for a first run (README: where the time goes)."""
+    """Sizes of the offline default; about 15 minutes on 2 CPU cores for a first run (README: where the time goes)."""
 
     n_clips: int = 200
     clip_seconds: float = 10.0
