@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from .errors import MagnetEvalError, MissingWeightsError
 from .manifest import Manifest, ManifestEntry
@@ -303,7 +303,7 @@ def _describe_quietly(manifests: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def descriptors_on_idle_cycles(manifests: list[Path], enabled: bool = True):
+def descriptors_on_idle_cycles(manifests: list[Path], enabled: bool = True) -> Iterator[None]:
     """Extract MIRDD's reference-side descriptors in a nice-19 process for the duration of the block.
 
     Meant for training: the codec's two threads leave about a quarter of two cores idle, which this
