@@ -56,7 +56,7 @@ def musicgen_sequence_loss(seq_logits: torch.Tensor | Sequence[torch.Tensor], co
         lg = heads[k]
         target = torch.full(lg.shape[:2], -100, dtype=torch.long, device=lg.device)
         target[:, d: d + n] = codes[:, k, :n]
-        losses.append(F.cross_entropy(lg.reshape(-1, lg.shape[-1]), target.view(-1), ignore_index=-100))
+        losses.append(F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), target.view(-1), ignore_index=-100))
         with torch.no_grad():
             corrects.append((lg[:, d: d + n].argmax(-1) == codes[:, k, :n]).reshape(-1))
     return torch.stack(losses).mean(), torch.cat(corrects)
