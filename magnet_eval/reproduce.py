@@ -265,7 +265,8 @@ def tiny_generation(kind: str, checkpoint: Path, *, prompts: str, work: str, dur
 
     folder = Path(work) / "generated"
     ids = [e.id for e in Manifest.read(prompts)]
-    helped = ids[len(ids) - int(round(magnet_share * len(ids))):] if magnet_share > 0 else []
+    split = len(ids) - int(round(max(magnet_share, 0.0) * len(ids)))  # MAGNeT's own clips, then the helped ones
+    own, helped = ids[:split], ids[split:]
 
     def run(which: str, ckpt: Path, part=None) -> Path:
         return run_generation(str(Path(ckpt).parent), prompts, folder / which, duration=duration,
@@ -277,7 +278,7 @@ def tiny_generation(kind: str, checkpoint: Path, *, prompts: str, work: str, dur
         if kind == "magnet":
             (folder / "magnet").mkdir(parents=True, exist_ok=True)
             (folder / "magnet" / MAGNET_READY).write_text(str(checkpoint))
-            return run(kind, checkpoint, part=(0, [i for i in ids if i not in set(helped)]))
+            return run(kind, checkpoint, part=(0, own))
         path = run(kind, checkpoint, part=(0, ids))
         ready = folder / "magnet" / MAGNET_READY
         if helped and ready.is_file():  # else the MAGNeT generate stage makes them
