@@ -106,23 +106,25 @@ RANK_LOG_GLOB = "log.rank*.jsonl"
 
 
 def merge_rank_logs(out: Path, order: Sequence[str]) -> None:
-    """Fold the per-rank logs of a sharded run (finished or killed) into OUT/log.jsonl, in manifest order
-    (ids not in `order` last); written atomically, then the rank logs are removed."""
+    """Fold the per-rank logs of a sharded run (finished or killed) into OUT/log.jsonl, the whole log
+    rewritten in manifest order (ids not in `order` last; a rank's record, the newer, replaces one
+    already there for a clip generated again); written atomically, then the rank logs are removed.
+
+    The whole log, not only the new records: a rank killed ahead of the others leaves later clips in
+    the log before earlier ones, which the resumed run then generates.
+    """
     from .files import atomic_write
 
     rank_logs = sorted(out.glob(RANK_LOG_GLOB))
     if not rank_logs:
         return
     log_path = out / LOG_FILE
-    have = read_log(log_path)
-    new: dict[str, dict] = {}
+    records = read_log(log_path)
     for p in rank_logs:
-        new.update({k: v for k, v in read_log(p).items() if k not in have})
+        records.update(read_log(p))
     pos = {clip_id: i for i, clip_id in enumerate(order)}
-    lines = [json.dumps(new[k]) + "\n" for k in sorted(new, key=lambda k: (pos.get(k, len(pos)), k))]
-    old = log_path.read_text(encoding="utf-8") if log_path.is_file() else ""
     with atomic_write(log_path, "w") as f:
-        f.write(old + "".join(lines))
+        f.write("".join(json.dumps(records[k]) + "\n" for k in sorted(records, key=lambda k: (pos.get(k, len(pos)), k))))
     for p in rank_logs:
         p.unlink(missing_ok=True)
 

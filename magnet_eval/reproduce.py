@@ -33,6 +33,8 @@ from .paths import cache_dir
 from .progress import info, warn
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
     import pandas as pd
 
     from .solvers.recipes import TinyBudget
@@ -286,11 +288,11 @@ def tiny_generation(kind: str, checkpoint: Path, *, prompts: str, work: str, dur
         return path
 
 
-def _describe_quietly(manifests: list[str]) -> None:
-    """The MIR descriptors of the manifests' clips into the cache, at the lowest CPU priority (a spawned child)."""
+def _describe_quietly(manifests: list[str], niceness: int = 19) -> None:
+    """The MIR descriptors of the manifests' clips into the cache, at a low CPU priority (a spawned child)."""
     import os
 
-    os.nice(19)
+    os.nice(niceness)
     os.environ["MAGNET_EVAL_NO_PROGRESS"] = "1"
     import torch
 
@@ -304,8 +306,10 @@ def _describe_quietly(manifests: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def descriptors_on_idle_cycles(manifests: list[Path], enabled: bool = True) -> Iterator[None]:
-    """Extract MIRDD's reference-side descriptors in a nice-19 process for the duration of the block.
+def descriptors_on_idle_cycles(manifests: list[Path], enabled: bool = True,
+                               niceness: int = 19) -> Iterator[Optional["BaseProcess"]]:
+    """Extract MIRDD's reference-side descriptors in a nice-19 process for the duration of the block
+    (the block gets the process, None when not enabled).
 
     Meant for training: the codec's two threads leave about a quarter of two cores idle, which this
     process takes; while the LM workers run it yields to them (nice 19). At the end of the block it is
@@ -317,11 +321,11 @@ def descriptors_on_idle_cycles(manifests: list[Path], enabled: bool = True) -> I
 
     proc = None
     if enabled:
-        proc = mp.get_context("spawn").Process(target=_describe_quietly, args=([str(m) for m in manifests],),
+        proc = mp.get_context("spawn").Process(target=_describe_quietly, args=([str(m) for m in manifests], niceness),
                                                daemon=True)
         proc.start()
     try:
-        yield
+        yield proc
     finally:
         if proc is not None:
             proc.terminate()

@@ -214,3 +214,22 @@ def test_generate_in_parts_then_whole_gives_the_same_audio_and_log(setup, monkey
     assert not list((root / "p2").glob("log.rank*.jsonl"))
     with pytest.raises(Exception, match="cannot --overwrite"):
         generate("magnet-tiny", str(setup["prompts"]), root / "p2", part=(0, ids), overwrite=True, **opts)
+
+
+def test_merged_log_is_in_manifest_order_when_a_rank_was_killed_ahead(tmp_path):
+    """A rank killed ahead of the others leaves a later clip (p001) merged before an earlier one (p000): the
+    resumed run's merge rewrites the whole log in manifest order, a clip generated again keeping its newest
+    record, and a line cut by the kill is dropped."""
+    from magnet_eval.pipeline import merge_rank_logs
+
+    def rec(clip_id: str, t: float) -> str:
+        return json.dumps({"id": clip_id, "batch_time_s": t}) + "\n"
+
+    (tmp_path / "log.jsonl").write_text(rec("p001", 1.0) + rec("p003", 1.0) + '{"id": "p00')
+    (tmp_path / "log.rank0.jsonl").write_text(rec("p000", 2.0) + rec("p002", 2.0))
+    (tmp_path / "log.rank1.jsonl").write_text(rec("p003", 3.0) + rec("extra", 3.0))
+    merge_rank_logs(tmp_path, ["p000", "p001", "p002", "p003"])
+    got = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["batch_time_s"]) for r in got] == [
+        ("p000", 2.0), ("p001", 1.0), ("p002", 2.0), ("p003", 3.0), ("extra", 3.0)]
+    assert not list(tmp_path.glob("log.rank*.jsonl"))
