@@ -84,6 +84,22 @@ def test_sweep_statistics_oom_and_outputs(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
+def test_warmup_once_warms_up_before_each_models_first_point_only(tmp_path):
+    """--warmup-once: warm-up runs before the first measured point of each model, none before later ones,
+    and each row records the warm-up it had; a resumed sweep warms up before its first new point."""
+    gens = {"fake-a": FakeGenerator(), "fake-b": FakeGenerator()}
+    lat.run_latency_benchmark("fake-a,fake-b", [1, 2], out_dir=tmp_path, duration=1.0, warmup=2, repeats=2,
+                              warmup_once=True, loader=_loader(gens))
+    assert gens["fake-a"].calls == gens["fake-b"].calls == [1, 1, 1, 1, 2, 2]
+    csv = pd.read_csv(tmp_path / "latency.csv")
+    assert csv.set_index(["model", "batch_size"])["warmup"].to_dict() == {
+        ("fake-a", 1): 2, ("fake-a", 2): 0, ("fake-b", 1): 2, ("fake-b", 2): 0}
+    again = FakeGenerator()
+    lat.run_latency_benchmark("fake-a", [1, 2, 4], out_dir=tmp_path, duration=1.0, warmup=1, repeats=2,
+                              warmup_once=True, loader=_loader({"fake-a": again}))
+    assert again.calls == [4, 4, 4]
+
+
 def test_generator_reported_counts_win_over_the_hook(tmp_path):
     gen = FakeGenerator(steps=3, report_stats={"decoding_steps": [20, 10, 10, 10], "forward_passes": 50})
     table = lat.run_latency_benchmark(["m"], [1], out_dir=tmp_path, duration=0.5, warmup=0, repeats=1,

@@ -264,6 +264,21 @@ def test_evaluate_rows_and_cached_descriptors(rendered):
     assert contrib == set(rendered["held"].ids())
 
 
+def test_one_pool_for_several_manifests_fills_what_mirdd_reads(rendered):
+    """describe_manifest_clips (the tiny preset's one pool for every system): manifests sharing clip ids,
+    every clip cached, and MIRDD afterwards re-extracts nothing and gives the same value."""
+    from magnet_eval.embedding_cache import EmbeddingCache
+    from magnet_eval.mir.extract import describe_manifest_clips
+
+    cache = EmbeddingCache(rendered["root"] / "cache-one-pool")
+    assert describe_manifest_clips([rendered["ref"], rendered["held"], rendered["noise"]], cache=cache, workers=2) == 24
+    before = cache.misses
+    got = mirdd_results(rendered["noise"], rendered["ref"], cache=cache, n_bootstrap=20)
+    assert cache.misses == before
+    want = mirdd_results(rendered["noise"], rendered["ref"], cache=rendered["cache"], n_bootstrap=20)
+    assert got[0].value == want[0].value
+
+
 def test_stem_plus_context_is_selected_by_the_context_stem(rendered):
     from magnet_eval.audio import load_audio, save_audio
     from magnet_eval.manifest import Manifest, ManifestEntry

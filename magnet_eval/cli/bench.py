@@ -39,6 +39,7 @@ def latency(
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16."),
     warmup: int = typer.Option(1, "--warmup", help="Untimed runs before timing each point."),
     repeats: int = typer.Option(3, "--repeats", help="Timed runs per point (median, IQR, min, max)."),
+    warmup_once: bool = typer.Option(False, "--warmup-once", help="Warm up before each model's first point only (enough on CPU; GPU kernels are picked per shape)."),
     out: Path = typer.Option(Path("bench-latency"), "--out", "-o", help="Output folder: latency.csv and latency.png (resumed: points already there are skipped)."),
     checkpoint: List[str] = typer.Option([], "--checkpoint", help="[NAME=]PATH of a checkpoint to time as well; repeatable."),
     prompts: Optional[str] = typer.Option(None, "--prompts", help="Prompts: a manifest (.jsonl / folder) or a literal text (default: four fixed music prompts)."),
@@ -82,7 +83,7 @@ def latency(
         params[k.strip()] = _parse_value(v.strip())
     decoding_options(params, prefix="--param ")
     table = run_latency_benchmark(models, sizes, out_dir=out, duration=duration, device=device, dtype=dtype,
-                                  warmup=warmup, repeats=repeats, time_budget_s=time_budget, checkpoints=checkpoint,
+                                  warmup=warmup, repeats=repeats, warmup_once=warmup_once, time_budget_s=time_budget, checkpoints=checkpoint,
                                   prompts=prompts, seed=seed, params=params, resume=not fresh)
     _print(table)
     info(f"wrote {out / CSV_NAME} and {out / PNG_NAME}")

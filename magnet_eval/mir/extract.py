@@ -167,6 +167,25 @@ def describe_files(
     return {i: done[i] for i in ids}
 
 
+def describe_manifest_clips(manifests: Sequence["Manifest | str | Path"], *, cache: EmbeddingCache | None = None,
+                            normalize: bool = True, headroom_db: float = 14.0, workers: int = 2) -> int:
+    """Extract into the cache the descriptors of every clip (plain audio, no context mix) of several
+    manifests, all in one pool; returns how many clips that is.
+
+    For a pipeline that evaluates several systems: their MIRDD then reads every clip back. One pool
+    for all keeps the workers busy to the very last clip, where a pool per system and side pays the
+    pool's start-up each time and leaves a core idle on each set's last clip.
+    """
+    from ..manifest import Manifest
+
+    items = []
+    for k, m in enumerate(manifests):
+        man = m if isinstance(m, Manifest) else Manifest.read(m)
+        items += [(f"{k}/{e.id}", e.audio_path) for e in man.with_audio()]
+    describe_files(items, cache=cache, normalize=normalize, headroom_db=headroom_db, workers=workers)
+    return len(items)
+
+
 CONTEXT_STEM = "context"
 
 
