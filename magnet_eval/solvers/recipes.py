@@ -50,7 +50,7 @@ class TinyBudget:
     codec_lr: float = 2e-3
     lm_steps: int = 300
     lm_batch: int = 16
-    lm_segment_seconds: float = 3.0
+    lm_segment_seconds: float = 2.0  # 2 s crops: a third less compute than 3 s, FAD not worse over 3 seeds (README)
     lm_lr: float = 2e-3
 
 
