@@ -203,6 +203,9 @@ def test_tiny_suite_trains_all_three_then_reuses_them(corpus, tmp_path):
     assert paths["codec"].name == "compression_state_dict.bin"
     assert paths["magnet"] == tmp_path / "suite" / "magnet" / "state_dict.bin"
     stamps = {k: p.stat().st_mtime_ns for k, p in paths.items()}
+    for kind in ("magnet", "musicgen"):  # validated untrained and at the last step only (lm_validations=1)
+        log = pd.read_csv(tmp_path / "suite" / kind / "train_log.csv")
+        assert list(log.loc[log.phase == "valid", "step"]) == [0, 2], kind
     again = train_tiny_suite(corpus, tmp_path / "suite", budget)
     assert again == paths and {k: p.stat().st_mtime_ns for k, p in again.items()} == stamps
     # more steps: only the changed parts train again (the LMs depend on the unchanged codec)
@@ -229,6 +232,6 @@ def test_tiny_suite_side_by_side_equals_one_after_the_other(corpus, tmp_path):
     side = train_tiny_suite(corpus, tmp_path / "side", budget, parallel=True)
     assert side["codec"] == tmp_path / "side" / "codec" / "compression_state_dict.bin"
     for kind in ("magnet", "musicgen"):
-        a = torch.load(side[kind], map_location="cpu", weights_only=False)["best_state"]
-        b = torch.load(seq[kind], map_location="cpu", weights_only=False)["best_state"]
+        a = torch.load(side[kind], map_location="cpu", weights_only=True)["best_state"]
+        b = torch.load(seq[kind], map_location="cpu", weights_only=True)["best_state"]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), kind

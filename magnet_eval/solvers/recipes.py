@@ -52,6 +52,9 @@ class TinyBudget:
     lm_batch: int = 16
     lm_segment_seconds: float = 2.0  # 2 s crops: a third less compute than 3 s, FAD not worse over 3 seeds (README)
     lm_lr: float = 2e-3
+    # validation passes after the untrained model's (the last at the last step): they only feed the
+    # training log (the training itself is the same bit for bit with more or fewer of them)
+    lm_validations: int = 1
 
 
 TINY = TinyBudget()
@@ -284,6 +287,16 @@ def _text_encoder(name: str, dim: int):
     return build_text_conditioner(name, dim)
 
 
+def encode_captions(parts: tuple[Manifest, Manifest], text_encoder: str, lm_dim: int
+                    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The frozen text encoder's conditions of the captions of (train, valid) `training_entries`,
+    from the cache or encoded now."""
+    encoder = _text_encoder(text_encoder, lm_dim)
+    train, valid = (encode_texts([e.caption for e in part], encoder.encode_raw, f"{text_encoder}",
+                                 description=f"captions ({name})") for part, name in zip(parts, ("train", "valid")))
+    return train, valid
+
+
 def prepare_tokens(manifest: Manifest, codec: Any, codec_key: str, text_encoder: Optional[str], lm_dim: int
                    ) -> tuple[TokenSet, TokenSet]:
     """(train, valid) token sets from the cache, encoding whatever is missing.
@@ -291,23 +304,17 @@ def prepare_tokens(manifest: Manifest, codec: Any, codec_key: str, text_encoder:
     codec_key identifies the codec weights (the checkpoint file's SHA-256) in the token cache.
     """
     codec.eval()
-    train_m, valid_m = training_entries(manifest)
+    parts = training_entries(manifest)
+    conds = encode_captions(parts, text_encoder, lm_dim) if text_encoder else (None, None)
 
     def encode(wav: torch.Tensor) -> torch.Tensor:
         return codec.encode(wav)
 
     sets = []
-    encoder = None
-    for part, name in ((train_m, "train"), (valid_m, "valid")):
+    for part, name, part_conds in zip(parts, ("train", "valid"), conds):
         codes = encode_clips([e.audio_path for e in part], encode, int(codec.sample_rate), codec_key,
                              description=f"tokens ({name})")
-        conds = None
-        if text_encoder:
-            if encoder is None:
-                encoder = _text_encoder(text_encoder, lm_dim)
-            conds = encode_texts([e.caption for e in part], encoder.encode_raw, f"{text_encoder}",
-                                 description=f"captions ({name})")
-        sets.append(TokenSet([e.id for e in part], codes, [e.caption for e in part], conds))
+        sets.append(TokenSet([e.id for e in part], codes, [e.caption for e in part], part_conds))
     return sets[0], sets[1]
 
 
@@ -425,10 +432,26 @@ def _train_tiny_lm(kind: str, corpus_manifest: str, out_dir: str, codec: str, bu
     if threads:
         torch.set_num_threads(int(threads))
     ckpt = train_lm(kind, corpus_manifest, out_dir, codec, "tiny", budget.lm_steps, budget.lm_batch, budget.lm_lr,
-                    budget.lm_segment_seconds, seed=seed, restart_stale=True)
+                    budget.lm_segment_seconds, seed=seed, restart_stale=True,
+                    train_overrides={"valid_every": max(1, budget.lm_steps // max(1, budget.lm_validations))})
     if then is not None:
         then(kind, Path(ckpt))
     return str(ckpt)
+
+
+def _warm_tiny_worker(corpus_manifest: str, captions: bool, threads: Optional[int]) -> None:
+    """An LM worker's start that needs no codec, run while the codec trains: the imports (seconds of CPU
+    per process) and, in one worker, the captions' text conditions (cached, so the other reads them)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    from .. import pipeline  # noqa: F401  (the generation `then` runs)
+    from ..models.presets import preset_config
+    from ..systems import magnet as lm_systems  # noqa: F401  (what generation builds)
+    from . import magnet, musicgen  # noqa: F401  (the two solvers)
+
+    if captions:
+        cfg = preset_config("magnet-tiny")
+        encode_captions(training_entries(read_any(corpus_manifest)), cfg.text_encoder, cfg.dim)
 
 
 def train_tiny_codec(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0) -> Path:
@@ -457,19 +480,24 @@ def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: T
     out = Path(out_dir)
     if parallel is None:
         parallel = (os.cpu_count() or 1) >= 2 and _is_main()
+    kinds = ("magnet", "musicgen")
     # the codec trains alone: it gets the threads of both LM workers
     with torch_threads(int(threads) * (2 if parallel else 1) if threads else None):
-        codec = train_tiny_codec(corpus_manifest, out / "codec", budget, seed)
-        kinds = ("magnet", "musicgen")
-        args = {k: (k, str(corpus_manifest), str(out / k), str(codec), budget, seed, threads, then) for k in kinds}
-        if parallel:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
+        if not parallel:
+            codec = train_tiny_codec(corpus_manifest, out / "codec", budget, seed)
+            lms = {k: Path(_train_tiny_lm(k, str(corpus_manifest), str(out / k), str(codec), budget, seed, threads,
+                                          then)) for k in kinds}
+            return {"codec": codec, **lms}
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
 
+        with ProcessPoolExecutor(len(kinds), mp_context=mp.get_context("spawn")) as pool:
+            # the workers start while the codec trains and do what needs no codec (_warm_tiny_worker)
+            for k in kinds:
+                pool.submit(_warm_tiny_worker, str(corpus_manifest), k == kinds[0], threads)
+            codec = train_tiny_codec(corpus_manifest, out / "codec", budget, seed)
             info("training MAGNeT and MusicGen side by side (two processes)")
-            with ProcessPoolExecutor(len(kinds), mp_context=mp.get_context("spawn")) as pool:
-                futures = {k: pool.submit(_train_tiny_lm, *args[k]) for k in kinds}
-                lms = {k: Path(f.result()) for k, f in futures.items()}
-        else:
-            lms = {k: Path(_train_tiny_lm(*args[k])) for k in kinds}
+            futures = {k: pool.submit(_train_tiny_lm, k, str(corpus_manifest), str(out / k), str(codec), budget, seed,
+                                      threads, then) for k in kinds}
+            lms = {k: Path(f.result()) for k, f in futures.items()}
     return {"codec": codec, **lms}
