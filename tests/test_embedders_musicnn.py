@@ -220,6 +220,28 @@ def test_tags_of_rendered_rock_and_strings(musicnn, tmp_path):
     assert p_rock[idx["rock"]] > 2 * p_str[idx["rock"]]
 
 
+def test_tags_after_embedding_reuse_that_pass_bit_for_bit(musicnn):
+    """KL's tag probabilities of a clip embedded just before (FAD) come from that pass, also in another
+    instance (the KL classifier wraps its own): no second network pass, and the same floats as a pass of
+    the clip alone; another clip still runs the network."""
+    import copy
+
+    rng = np.random.default_rng(3)
+    clips = [(0.1 * rng.standard_normal(16000 * s)).astype(np.float32) for s in (4, 7)]
+    musicnn._recent_logits.clear()
+    alone = [musicnn.tag_probs(c, 16000) for c in clips]  # nothing remembered yet: network passes
+    musicnn._recent_logits.clear()
+    musicnn.embed_batch(clips, 16000)
+    tagger = copy.copy(musicnn)
+    calls = []
+    tagger._forward_patches = lambda x: calls.append(x.shape) or musicnn._forward_patches(x)
+    again = [tagger.tag_probs(c, 16000) for c in clips]
+    other = tagger.tag_probs(clips[1][: 16000 * 5], 16000)
+    assert len(calls) == 1 and other.shape[0] == calls[0][0]
+    for a, b in zip(alone, again):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
 def test_musicnn_classifier_for_kl(cache, monkeypatch):
     from magnet_eval.embedders.classifiers import get_classifier
 
