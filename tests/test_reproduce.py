@@ -101,3 +101,38 @@ def test_ordering_check_states_what_holds_and_what_does_not(tmp_path):
     assert "VIOLATED" in text and "codec reconstruction (20) is not below MusicGen tiny (15)" in text
     partial = {k: v for k, v in good.items() if k != "random tokens"}
     assert "not checked (no value for random tokens)" in ordering_check(collect_results([_results_file(tmp_path / "c.csv", partial)]))
+
+
+def test_background_descriptors_fill_the_cache_with_what_the_evaluation_computes(tmp_path, monkeypatch):
+    """The low-priority extraction started around training writes the cache entries the evaluation then reads:
+    the same descriptors as extracting in process; leaving the block stops it."""
+    import numpy as np
+
+    from magnet_eval.audio import save_audio
+    from magnet_eval.embedding_cache import EmbeddingCache
+    from magnet_eval.manifest import Manifest, ManifestEntry
+    from magnet_eval.mir.extract import describe_file, describe_files
+    from magnet_eval.reproduce import descriptors_on_idle_cycles
+
+    monkeypatch.setenv("MAGNET_EVAL_CACHE", str(tmp_path / "cache"))
+    sr = 44100
+    t = np.arange(sr * 2) / sr
+    entries = []
+    for i, f in enumerate((220.0, 330.0)):
+        wav = (0.3 * np.sin(2 * np.pi * f * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2).astype(np.float32)
+        entries.append(ManifestEntry(id=f"c{i}", caption="x", audio_path=str(save_audio(tmp_path / f"c{i}.wav", wav, sr))))
+    man = Manifest(entries).write(tmp_path / "m.jsonl")
+    # leaving the block stops the extraction (here before the spawned child has even imported its modules)
+    with descriptors_on_idle_cycles([man]) as proc:
+        pass
+    assert proc is not None and not proc.is_alive()
+    assert not list((tmp_path / "cache").rglob("*.npy"))
+    # left to finish (at normal priority, so a loaded machine cannot starve it): it caches both clips
+    with descriptors_on_idle_cycles([man], niceness=0) as proc:
+        proc.join(timeout=600)
+        assert proc.exitcode == 0
+    cache = EmbeddingCache()
+    got = describe_files([(e.id, e.audio_path) for e in entries], cache=cache, workers=1)
+    assert cache.hits == 2 and cache.misses == 0
+    for e in entries:
+        np.testing.assert_array_equal(got[e.id].to_vector(), describe_file(e.audio_path).to_vector())
