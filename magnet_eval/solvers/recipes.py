@@ -291,9 +291,15 @@ def _text_encoder(name: str, dim: int):
 def encode_captions(parts: tuple[Manifest, Manifest], text_encoder: str, lm_dim: int
                     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The frozen text encoder's conditions of the captions of (train, valid) `training_entries`,
-    from the cache or encoded now."""
-    encoder = _text_encoder(text_encoder, lm_dim)
-    train, valid = (encode_texts([e.caption for e in part], encoder.encode_raw, f"{text_encoder}",
+    from the cache or encoded now (the encoder is loaded only if a caption is missing: seconds saved)."""
+    encoders: list = []
+
+    def encode_raw(texts: list[str]):
+        if not encoders:
+            encoders.append(_text_encoder(text_encoder, lm_dim))
+        return encoders[0].encode_raw(texts)
+
+    train, valid = (encode_texts([e.caption for e in part], encode_raw, f"{text_encoder}",
                                  description=f"captions ({name})") for part, name in zip(parts, ("train", "valid")))
     return train, valid
 
@@ -441,15 +447,20 @@ def _train_tiny_lm(kind: str, corpus_manifest: str, out_dir: str, codec: str, bu
 
 
 def _warm_tiny_worker(threads: Optional[int]) -> None:
-    """An LM worker's imports (seconds of CPU per process), done while the main process encodes the LMs' inputs.
+    """An LM worker's imports and text encoder (seconds of CPU per process; the encoder, loaded once per
+    process, serves the generation after training), while the main process encodes the corpus tokens.
 
     Not during the codec's training: its two threads lose more than a competing process's CPU time
     (a preempted thread holds up the other at each parallel region); measured slower overall."""
     if threads:
         torch.set_num_threads(int(threads))
     from .. import pipeline  # noqa: F401  (the generation `then` runs)
+    from ..models.presets import preset_config
     from ..systems import magnet as lm_systems  # noqa: F401  (what generation builds)
     from . import magnet, musicgen  # noqa: F401  (the two solvers)
+
+    cfg = preset_config("magnet-tiny")
+    _text_encoder(cfg.text_encoder, cfg.dim)
 
 
 def _prepare_tiny_lm_inputs(corpus_manifest: Path | str, codec_path: Path | str) -> None:
@@ -462,6 +473,14 @@ def _prepare_tiny_lm_inputs(corpus_manifest: Path | str, codec_path: Path | str)
     manifest, _ = _manifest(corpus_manifest)
     prepare_tokens(manifest, codec_model, file_sha256(codec_path), cfg.text_encoder if cfg.cross_attention else None,
                    cfg.dim)
+
+
+def encode_tiny_captions(corpus_manifest: Path | str) -> None:
+    """The caption conditions the tiny LMs train on, into the cache; needs no codec, so it can run before."""
+    from ..models.presets import preset_config
+
+    cfg = preset_config("magnet-tiny")
+    encode_captions(training_entries(_manifest(corpus_manifest)[0]), cfg.text_encoder, cfg.dim)
 
 
 def train_tiny_codec(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0) -> Path:
