@@ -303,9 +303,8 @@ def tiny_generation(kind: str, checkpoint: Path, *, prompts: str, work: str, dur
         return path
 
 
-def _describe_quietly(manifests: list[str], niceness: int = 19, captions_of: Optional[str] = None) -> None:
-    """The MIR descriptors of the manifests' clips (after the captions' text conditions of the `captions_of`
-    corpus, if given) into the cache, at a low CPU priority (a spawned child)."""
+def _describe_quietly(manifests: list[str], niceness: int = 19) -> None:
+    """The MIR descriptors of the manifests' clips into the cache, at a low CPU priority (a spawned child)."""
     import os
 
     os.nice(niceness)
@@ -315,22 +314,14 @@ def _describe_quietly(manifests: list[str], niceness: int = 19, captions_of: Opt
     torch.set_num_threads(1)
     from .mir.extract import describe_manifest_clips
 
-    if captions_of:
-        from .solvers.recipes import encode_tiny_captions
-
-        try:
-            encode_tiny_captions(captions_of)
-        except Exception:  # noqa: BLE001  (a head start only: training encodes whatever is missing, and says why)
-            pass
     describe_manifest_clips(manifests, workers=1)
 
 
 @contextlib.contextmanager
-def descriptors_on_idle_cycles(manifests: list[Path], enabled: bool = True, niceness: int = 19,
-                               captions_of: Optional[Path] = None) -> Iterator[Optional["BaseProcess"]]:
+def descriptors_on_idle_cycles(manifests: list[Path], enabled: bool = True,
+                               niceness: int = 19) -> Iterator[Optional["BaseProcess"]]:
     """Extract MIRDD's reference-side descriptors in a nice-19 process for the duration of the block
-    (the block gets the process, None when not enabled); first the tiny LMs' caption conditions of
-    the `captions_of` corpus, if given (their training then skips loading the text encoder).
+    (the block gets the process, None when not enabled).
 
     Meant for training: the codec's two threads leave about a quarter of two cores idle, which this
     process takes; while the LM workers run it yields to them (nice 19). At the end of the block it is
@@ -342,8 +333,8 @@ def descriptors_on_idle_cycles(manifests: list[Path], enabled: bool = True, nice
 
     proc = None
     if enabled:
-        args = ([str(m) for m in manifests], niceness, str(captions_of) if captions_of else None)
-        proc = mp.get_context("spawn").Process(target=_describe_quietly, args=args, daemon=True)
+        proc = mp.get_context("spawn").Process(target=_describe_quietly, args=([str(m) for m in manifests], niceness),
+                                               daemon=True)
         proc.start()
     try:
         yield proc
@@ -375,8 +366,7 @@ def run_tiny(out: Path, work: Path, preset: TinyPreset = TinyPreset(), command: 
                              magnet_batch=preset.magnet_gen_batch)
     (work / "generated" / "magnet" / MAGNET_READY).unlink(missing_ok=True)  # marked again by this run's MAGNeT worker
     # MIRDD's reference-side descriptors on the cycles training leaves idle (the first evaluation's largest part)
-    with descriptors_on_idle_cycles([reference_path, prompts_path], enabled=preset.background_descriptors,
-                                    captions_of=work / "corpus" / "manifest.jsonl"):
+    with descriptors_on_idle_cycles([reference_path, prompts_path], enabled=preset.background_descriptors):
         ckpts = run.stage("train: codec, MAGNeT, MusicGen (tiny), each LM then generating", lambda: train_tiny_suite(
             work / "corpus" / "manifest.jsonl", work / "models", budget=preset.train or TINY, seed=preset.seed,
             then=then))

@@ -446,43 +446,6 @@ def _train_tiny_lm(kind: str, corpus_manifest: str, out_dir: str, codec: str, bu
     return str(ckpt)
 
 
-def _warm_tiny_worker(threads: Optional[int]) -> None:
-    """An LM worker's imports and text encoder (seconds of CPU per process; the encoder, loaded once per
-    process, serves the generation after training), while the main process encodes the corpus tokens.
-
-    Not during the codec's training: its two threads lose more than a competing process's CPU time
-    (a preempted thread holds up the other at each parallel region); measured slower overall."""
-    if threads:
-        torch.set_num_threads(int(threads))
-    from .. import pipeline  # noqa: F401  (the generation `then` runs)
-    from ..models.presets import preset_config
-    from ..systems import magnet as lm_systems  # noqa: F401  (what generation builds)
-    from . import magnet, musicgen  # noqa: F401  (the two solvers)
-
-    cfg = preset_config("magnet-tiny")
-    _text_encoder(cfg.text_encoder, cfg.dim)
-
-
-def _prepare_tiny_lm_inputs(corpus_manifest: Path | str, codec_path: Path | str) -> None:
-    """The corpus tokens and caption conditions both tiny LMs train on, into the cache (what `train_lm` reads)."""
-    from ..models.presets import preset_config
-
-    codec_path = codec_checkpoint(codec_path)
-    codec_model = _codec_module().load_codec(str(codec_path), device="cpu")
-    cfg = preset_config("magnet-tiny", codec=codec_model)
-    manifest, _ = _manifest(corpus_manifest)
-    prepare_tokens(manifest, codec_model, file_sha256(codec_path), cfg.text_encoder if cfg.cross_attention else None,
-                   cfg.dim)
-
-
-def encode_tiny_captions(corpus_manifest: Path | str) -> None:
-    """The caption conditions the tiny LMs train on, into the cache; needs no codec, so it can run before."""
-    from ..models.presets import preset_config
-
-    cfg = preset_config("magnet-tiny")
-    encode_captions(training_entries(_manifest(corpus_manifest)[0]), cfg.text_encoder, cfg.dim)
-
-
 def train_tiny_codec(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0) -> Path:
     """The tiny preset's codec (one recipe, so every preset that shares a work folder reuses the same codec)."""
     return train_codec(corpus_manifest, out_dir, "tiny", budget.codec_steps, budget.codec_batch, budget.codec_lr,
@@ -514,22 +477,15 @@ def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: T
     # the codec trains alone: it gets the threads of both LM workers
     with torch_threads(int(threads) * (2 if parallel else 1) if threads else None):
         codec = train_tiny_codec(corpus_manifest, out / "codec", budget, seed)
-        if not parallel:
-            lms = {k: Path(_train_tiny_lm(k, str(corpus_manifest), str(out / k), str(codec), budget, seed, threads,
-                                          then)) for k in kinds}
-            return {"codec": codec, **lms}
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+        args = {k: (k, str(corpus_manifest), str(out / k), str(codec), budget, seed, threads, then) for k in kinds}
+        if parallel:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(len(kinds), mp_context=mp.get_context("spawn")) as pool:
-            # the workers import while this process encodes what both LMs read (corpus tokens, caption
-            # conditions) once, on one thread as a worker would: the same cache entries, read by both
-            for _ in kinds:
-                pool.submit(_warm_tiny_worker, threads)
-            with torch_threads(1):
-                _prepare_tiny_lm_inputs(corpus_manifest, codec)
             info("training MAGNeT and MusicGen side by side (two processes)")
-            futures = {k: pool.submit(_train_tiny_lm, k, str(corpus_manifest), str(out / k), str(codec), budget, seed,
-                                      threads, then) for k in kinds}
-            lms = {k: Path(f.result()) for k, f in futures.items()}
+            with ProcessPoolExecutor(len(kinds), mp_context=mp.get_context("spawn")) as pool:
+                futures = {k: pool.submit(_train_tiny_lm, *args[k]) for k in kinds}
+                lms = {k: Path(f.result()) for k, f in futures.items()}
+        else:
+            lms = {k: Path(_train_tiny_lm(*args[k])) for k in kinds}
     return {"codec": codec, **lms}
