@@ -44,7 +44,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @dataclass
 class TinyPreset:
-    """Sizes of the offline default; about 15 minutes on 2 CPU cores for a first run (README: where the time goes)."""
+    """Sizes of the offline default; about 13 minutes on 2 CPU cores for a first run (README: where the time goes)."""
 
     n_clips: int = 200
     clip_seconds: float = 10.0
@@ -323,8 +323,8 @@ def descriptors_on_idle_cycles(manifests: list[Path], enabled: bool = True,
     """Extract MIRDD's reference-side descriptors in a nice-19 process for the duration of the block
     (the block gets the process, None when not enabled).
 
-    Meant for training: the codec's two threads leave about a quarter of two cores idle, which this
-    process takes; while the LM workers run it yields to them (nice 19). At the end of the block it is
+    Meant for training: the codec's two threads leave some of two cores idle (about a tenth measured),
+    which this process takes; while the LM workers run it yields to them (nice 19). At the end of the block it is
     stopped, and the evaluation extracts whatever it had not reached. Nothing depends on which process
     extracted a clip: essentia on one thread, same cache entries (written atomically, so a stopped
     extraction leaves nothing half-written).

@@ -182,13 +182,13 @@ def _train_variant(name: str, manifest: str, out: str, codec: str, budget: Varia
     """One variant (in a worker process or inline); returns its state_dict.bin as a string."""
     import torch
 
-    from .solvers.recipes import train_lm
+    from .solvers.recipes import train_lm, validation_passes
 
     torch.set_num_threads(threads)
     info(f"training variant {name}: {options}")
     return str(train_lm("magnet", manifest, out, codec, "tiny", budget.steps, budget.batch_size, budget.lr,
                         budget.segment_seconds, seed=seed, restart_stale=True,
-                        train_overrides={"valid_every": max(1, budget.steps // max(1, budget.validations))},
+                        train_overrides=validation_passes(budget.steps, budget.validations),
                         lm_overrides=dict(options["lm_overrides"]), hybrid=bool(options["hybrid"])))
 
 

@@ -83,8 +83,8 @@ def latency(
         params[k.strip()] = _parse_value(v.strip())
     decoding_options(params, prefix="--param ")
     table = run_latency_benchmark(models, sizes, out_dir=out, duration=duration, device=device, dtype=dtype,
-                                  warmup=warmup, repeats=repeats, warmup_once=warmup_once, time_budget_s=time_budget, checkpoints=checkpoint,
-                                  prompts=prompts, seed=seed, params=params, resume=not fresh)
+                                  warmup=warmup, repeats=repeats, warmup_once=warmup_once, time_budget_s=time_budget,
+                                  checkpoints=checkpoint, prompts=prompts, seed=seed, params=params, resume=not fresh)
     _print(table)
     info(f"wrote {out / CSV_NAME} and {out / PNG_NAME}")
 

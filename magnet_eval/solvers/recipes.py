@@ -83,6 +83,11 @@ def _mark_done(out: Path, recipe: dict, result: TrainResult, artifact: Path) -> 
     }, indent=2, default=str))
 
 
+def validation_passes(steps: int, passes: int) -> dict:
+    """Train overrides for `passes` validation passes spread over `steps` (the last at the last step)."""
+    return {"valid_every": max(1, steps // max(1, passes))}
+
+
 def _train_config(base: dict, overrides: Optional[dict]) -> TrainConfig:
     """TrainConfig from a recipe's defaults, bookkeeping intervals scaled to the run, then user overrides."""
     steps = int(base["steps"])
@@ -288,22 +293,6 @@ def _text_encoder(name: str, dim: int):
     return build_text_conditioner(name, dim)
 
 
-def encode_captions(parts: tuple[Manifest, Manifest], text_encoder: str, lm_dim: int
-                    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The frozen text encoder's conditions of the captions of (train, valid) `training_entries`,
-    from the cache or encoded now (the encoder is loaded only if a caption is missing: seconds saved)."""
-    encoders: list = []
-
-    def encode_raw(texts: list[str]):
-        if not encoders:
-            encoders.append(_text_encoder(text_encoder, lm_dim))
-        return encoders[0].encode_raw(texts)
-
-    train, valid = (encode_texts([e.caption for e in part], encode_raw, f"{text_encoder}",
-                                 description=f"captions ({name})") for part, name in zip(parts, ("train", "valid")))
-    return train, valid
-
-
 def prepare_tokens(manifest: Manifest, codec: Any, codec_key: str, text_encoder: Optional[str], lm_dim: int
                    ) -> tuple[TokenSet, TokenSet]:
     """(train, valid) token sets from the cache, encoding whatever is missing.
@@ -311,17 +300,23 @@ def prepare_tokens(manifest: Manifest, codec: Any, codec_key: str, text_encoder:
     codec_key identifies the codec weights (the checkpoint file's SHA-256) in the token cache.
     """
     codec.eval()
-    parts = training_entries(manifest)
-    conds = encode_captions(parts, text_encoder, lm_dim) if text_encoder else (None, None)
+    train_m, valid_m = training_entries(manifest)
 
     def encode(wav: torch.Tensor) -> torch.Tensor:
         return codec.encode(wav)
 
     sets = []
-    for part, name, part_conds in zip(parts, ("train", "valid"), conds):
+    encoder = None
+    for part, name in ((train_m, "train"), (valid_m, "valid")):
         codes = encode_clips([e.audio_path for e in part], encode, int(codec.sample_rate), codec_key,
                              description=f"tokens ({name})")
-        sets.append(TokenSet([e.id for e in part], codes, [e.caption for e in part], part_conds))
+        conds = None
+        if text_encoder:
+            if encoder is None:
+                encoder = _text_encoder(text_encoder, lm_dim)
+            conds = encode_texts([e.caption for e in part], encoder.encode_raw, f"{text_encoder}",
+                                 description=f"captions ({name})")
+        sets.append(TokenSet([e.id for e in part], codes, [e.caption for e in part], conds))
     return sets[0], sets[1]
 
 
@@ -440,7 +435,7 @@ def _train_tiny_lm(kind: str, corpus_manifest: str, out_dir: str, codec: str, bu
         torch.set_num_threads(int(threads))
     ckpt = train_lm(kind, corpus_manifest, out_dir, codec, "tiny", budget.lm_steps, budget.lm_batch, budget.lm_lr,
                     budget.lm_segment_seconds, seed=seed, restart_stale=True,
-                    train_overrides={"valid_every": max(1, budget.lm_steps // max(1, budget.lm_validations))})
+                    train_overrides=validation_passes(budget.lm_steps, budget.lm_validations))
     if then is not None:
         then(kind, Path(ckpt))
     return str(ckpt)
@@ -450,7 +445,7 @@ def train_tiny_codec(corpus_manifest: Path | str, out_dir: Path | str, budget: T
     """The tiny preset's codec (one recipe, so every preset that shares a work folder reuses the same codec)."""
     return train_codec(corpus_manifest, out_dir, "tiny", budget.codec_steps, budget.codec_batch, budget.codec_lr,
                        budget.codec_segment_seconds, seed=seed, restart_stale=True,
-                       train_overrides={"valid_every": max(1, budget.codec_steps // max(1, budget.codec_validations))})
+                       train_overrides=validation_passes(budget.codec_steps, budget.codec_validations))
 
 
 def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: TinyBudget = TINY, seed: int = 0,
@@ -473,10 +468,10 @@ def train_tiny_suite(corpus_manifest: Path | str, out_dir: Path | str, budget: T
     out = Path(out_dir)
     if parallel is None:
         parallel = (os.cpu_count() or 1) >= 2 and _is_main()
-    kinds = ("magnet", "musicgen")
     # the codec trains alone: it gets the threads of both LM workers
     with torch_threads(int(threads) * (2 if parallel else 1) if threads else None):
         codec = train_tiny_codec(corpus_manifest, out / "codec", budget, seed)
+        kinds = ("magnet", "musicgen")
         args = {k: (k, str(corpus_manifest), str(out / k), str(codec), budget, seed, threads, then) for k in kinds}
         if parallel:
             import multiprocessing as mp
